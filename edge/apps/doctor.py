@@ -1,0 +1,79 @@
+"""`edge doctor`: what this device has (backends, threads, OpenCV, power mode)."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+from typing import Dict, Optional
+
+from edge import __version__
+from edge.errors import EdgeError
+
+
+def _run(cmd) -> Optional[str]:
+    if shutil.which(cmd[0]) is None:
+        return None
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return (out.stdout or out.stderr).strip() or None
+
+
+def _onnxruntime() -> Dict:
+    try:
+        import onnxruntime
+    except ImportError:
+        return {"available": False}
+    return {"available": True, "version": onnxruntime.__version__,
+            "providers": onnxruntime.get_available_providers()}
+
+
+def _tflite() -> Dict:
+    from edge.backends.tflite import import_interpreter
+
+    try:
+        _, package = import_interpreter()
+    except EdgeError as exc:
+        return {"available": False, "why": str(exc)}
+    return {"available": True, "package": package}
+
+
+def _opencv() -> Dict:
+    try:
+        import cv2
+    except ImportError:
+        return {"available": False}
+    info = cv2.getBuildInformation()
+    gstreamer = any("GStreamer" in line and "YES" in line for line in info.splitlines())
+    return {"available": True, "version": cv2.__version__, "haar_cascades": hasattr(cv2, "CascadeClassifier"),
+            "gstreamer": gstreamer}
+
+
+def collect() -> Dict:
+    return {
+        "edge": __version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "system": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "onnxruntime": _onnxruntime(),
+        "tflite": _tflite(),
+        "opencv": _opencv(),
+        "jetson_power_mode": _run(["nvpmodel", "-q"]),
+        "pi_throttled": _run(["vcgencmd", "get_throttled"]),
+    }
+
+
+def run(args) -> int:
+    report = collect()
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for key, value in report.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        print(f"{key:<18} {value if value is not None else '-'}")
+    return 0

@@ -1,0 +1,84 @@
+"""`edge face IMAGE`: faces and their emotion probabilities in one image."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict
+
+from edge import SCREENING_DISCLAIMER
+from edge.emotion import EmotionClassifier
+from edge.errors import EdgeError
+from edge.features.face import HaarFaceDetector, import_cv2, to_gray
+from edge.telemetry import StageTimer
+
+
+def read_image(path: Path):
+    """BGR uint8 image; EdgeError when missing, unreadable or not an image."""
+    if not path.is_file():
+        raise EdgeError(f"image {path} does not exist")
+    cv2 = import_cv2()
+    # OpenCV prints its own decoder complaint; ours below says what to do instead.
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    previous = log.getLogLevel() if log is not None else None
+    if log is not None:
+        log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    finally:
+        if log is not None:
+            log.setLogLevel(previous)
+    if image is None:
+        raise EdgeError(f"image {path} cannot be decoded (corrupt or not an image); give a JPEG or PNG file")
+    return image
+
+
+def analyse_image(path: Path, backend: str, precision: str, models_dir=None, threads: int = 1) -> Dict:
+    timer = StageTimer()
+    with timer.stage("decode_ms"):
+        image = read_image(path)
+    with timer.stage("load_model_ms"):
+        classifier = EmotionClassifier(backend, precision, models_dir, threads)
+        detector = HaarFaceDetector()
+    with timer.stage("detect_ms"):
+        gray = to_gray(image)
+        boxes = detector.detect(gray)
+    with timer.stage("preprocess_ms"):
+        faces = classifier.crops(gray, boxes)
+    with timer.stage("infer_ms"):
+        probs = classifier.infer(faces)
+    stages = {name: round(s["total_ms"], 3) for name, s in timer.summary().items()}
+    return {
+        "image": str(path),
+        "image_size": [int(image.shape[1]), int(image.shape[0])],
+        "model": {"name": classifier.manifest.name, "file": classifier.file["file"],
+                  "backend": classifier.backend.description},
+        "faces": [
+            {"box": [int(v) for v in box],
+             "emotions": {label: round(float(p), 4) for label, p in zip(classifier.labels, row)},
+             "top": classifier.labels[int(row.argmax())]}
+            for box, row in zip(boxes, probs)
+        ],
+        "latency_ms": stages,
+        "notice": SCREENING_DISCLAIMER,
+    }
+
+
+def format_text(result: Dict) -> str:
+    lines = [f"{result['image']} ({result['image_size'][0]}x{result['image_size'][1]}), "
+             f"{result['model']['file']} on {result['model']['backend']}"]
+    if not result["faces"]:
+        lines.append("no face found")
+    for i, face in enumerate(result["faces"]):
+        x, y, w, h = face["box"]
+        ranked = sorted(face["emotions"].items(), key=lambda kv: -kv[1])
+        lines.append(f"face {i}: box x={x} y={y} w={w} h={h}  top: {face['top']}")
+        lines.append("    " + "  ".join(f"{label} {p:.3f}" for label, p in ranked))
+    lines.append("latency: " + ", ".join(f"{k[:-3]} {v:.2f} ms" for k, v in result["latency_ms"].items()))
+    lines.append(result["notice"])
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    result = analyse_image(Path(args.image), args.backend, args.precision, args.models_dir, args.threads)
+    print(json.dumps(result, indent=2) if args.json else format_text(result))
+    return 0

@@ -1,0 +1,46 @@
+"""The facial-emotion model on the device: manifest -> verified file -> backend.
+
+    classifier = EmotionClassifier(backend="tflite", precision="int8")
+    probs = classifier.classify(gray_frame, boxes)   # [n_faces, 7], labels in .labels
+
+Labels are the FER2013 emotion names and stay so: an emotion is not a diagnosis.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+
+from edge.backends import BACKENDS, open_backend
+from edge.errors import EdgeError
+from edge.features.face import Box, preprocess_faces, square_crop
+from edge.manifest import load_manifest
+
+MODEL_NAME = "mini_xception"
+
+
+class EmotionClassifier:
+    def __init__(self, backend: str = "tflite", precision: str = "int8",
+                 models_dir: Optional[str] = None, threads: int = 1):
+        if backend not in BACKENDS:
+            raise EdgeError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+        self.manifest = load_manifest(MODEL_NAME, models_dir)
+        self.file = self.manifest.find_file(backend, precision)
+        self.backend = open_backend(backend, self.manifest.verified_path(self.file), threads=threads)
+        pre = self.manifest.preprocess
+        self.input_size = int(pre["input_size"][0])
+        self.margin_ratio = float(pre["crop"]["margin_ratio"])
+        self.labels = self.manifest.labels
+
+    def crops(self, gray: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
+        """Model inputs [n, 1, S, S] for the faces at `boxes` in the grey frame."""
+        return preprocess_faces([square_crop(gray, b, self.margin_ratio) for b in boxes], self.input_size)
+
+    def infer(self, faces: np.ndarray) -> np.ndarray:
+        """Probabilities [n, n_labels] for preprocessed faces (one backend call each)."""
+        if len(faces) == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return np.concatenate([self.backend.run(face[None])[0] for face in faces])
+
+    def classify(self, gray: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
+        return self.infer(self.crops(gray, boxes))

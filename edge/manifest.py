@@ -1,0 +1,110 @@
+"""Shipped models and their manifests (the contract between export/ and edge/).
+
+Models live in `<models_dir>/<name>/` with a `manifest.json`. The directory is the one
+given by `--models-dir`, else `$EDGE_MODELS_DIR`, else the `edge/models` package data.
+Every file is checked against the sha256 in its manifest before it is loaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from edge.errors import EdgeError
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_SCHEMA_VERSION = 1
+PACKAGE_MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+
+def models_dir(override: Optional[str] = None) -> Path:
+    """The folder that holds the model folders (see the module docstring)."""
+    chosen = override or os.environ.get("EDGE_MODELS_DIR")
+    path = Path(chosen) if chosen else PACKAGE_MODELS_DIR
+    if not path.is_dir():
+        raise EdgeError(f"models directory {path} does not exist; check --models-dir or EDGE_MODELS_DIR")
+    return path
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class ModelManifest:
+    """One model's manifest.json, with helpers to pick and verify its files."""
+
+    def __init__(self, folder: Path, data: dict):
+        self.folder = folder
+        self.data = data
+
+    @property
+    def name(self) -> str:
+        return self.data["name"]
+
+    @property
+    def labels(self) -> List[str]:
+        return list(self.data.get("labels", []))
+
+    @property
+    def preprocess(self) -> dict:
+        return self.data["preprocess"]
+
+    @property
+    def demo_weights(self) -> bool:
+        return self.data.get("trained_on") == "synthetic"
+
+    @property
+    def files(self) -> List[dict]:
+        return list(self.data["files"])
+
+    def find_file(self, backend: str, precision: str) -> dict:
+        """The file entry for a backend ('onnx' or 'tflite') and precision ('fp32', 'int8')."""
+        for entry in self.data["files"]:
+            if entry["format"] == backend and entry["precision"] == precision:
+                return entry
+        have = ", ".join(f"{e['format']}/{e['precision']}" for e in self.data["files"])
+        raise EdgeError(f"model {self.name} has no {backend}/{precision} file (it has: {have})")
+
+    def verified_path(self, entry: dict) -> Path:
+        """Path of a file entry after checking that it exists and its sha256 matches."""
+        path = self.folder / entry["file"]
+        if not path.is_file():
+            raise EdgeError(f"model file {path} is missing; reinstall the package or run `make models`")
+        actual = sha256_of(path)
+        if actual != entry["sha256"]:
+            raise EdgeError(
+                f"model file {path} does not match its manifest (sha256 {actual[:12]}... "
+                f"expected {entry['sha256'][:12]}...); the file is corrupt or was replaced: reinstall it"
+            )
+        return path
+
+
+def load_manifest(name: str, directory: Optional[str] = None) -> ModelManifest:
+    """Read `<models_dir>/<name>/manifest.json`; one-line EdgeError when absent or broken."""
+    folder = models_dir(directory) / name
+    path = folder / MANIFEST_NAME
+    if not path.is_file():
+        raise EdgeError(f"no manifest for model {name!r} at {path}; check --models-dir")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise EdgeError(f"manifest {path} cannot be read: {exc}") from None
+    for key in ("name", "files", "preprocess"):
+        if key not in data:
+            raise EdgeError(f"manifest {path} lacks the key {key!r}; rebuild it with `make models`")
+    return ModelManifest(folder, data)
+
+
+def list_manifests(directory: Optional[str] = None) -> Dict[str, ModelManifest]:
+    root = models_dir(directory)
+    found = {}
+    for child in sorted(root.iterdir()):
+        if (child / MANIFEST_NAME).is_file():
+            found[child.name] = load_manifest(child.name, str(root))
+    return found

@@ -1,0 +1,1 @@
+"""Host-side training, conversion and FLOP counting (needs the `train` extra: torch...)."""

