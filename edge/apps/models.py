@@ -6,7 +6,6 @@ import json
 from edge import DEMO_WEIGHTS_NOTICE
 from edge.manifest import list_manifests, models_dir
 
-
 _PARITY_KEYS = {"top1_agreement": "top-1", "max_abs_prob_diff": "max|dp|"}
 
 

@@ -72,14 +72,17 @@ def train_fer(csv_path: Path, config: TrainConfig, init: Optional[MiniXception] 
     best_state, history, stale = None, [], 0
     for epoch in range(config.epochs):
         model.train()
+        losses = []
         for x, y in _batches(train_x, train_y, config, rng, augment=True):
             loss = F.cross_entropy(model(x, logits=True), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            losses.append(float(loss.detach()))
         scheduler.step()
         val = evaluate(model, val_x, val_y, config)
-        history.append({"epoch": epoch + 1, "train_loss": float(loss), **{f"val_{k}": v for k, v in val.items()}})
+        history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
+                        **{f"val_{k}": v for k, v in val.items()}})
         if val["accuracy"] > best["accuracy"]:
             best, best_state, stale = val, {k: v.clone() for k, v in model.state_dict().items()}, 0
         else:
