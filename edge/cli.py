@@ -22,6 +22,12 @@ def _face(args) -> int:
     return run(args)
 
 
+def _run(args) -> int:
+    from edge.apps.run import run
+
+    return run(args)
+
+
 def _doctor(args) -> int:
     from edge.apps.doctor import run
 
@@ -47,6 +53,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", parents=[common], help="list the shipped models and their manifest figures")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_models)
+
+    p = sub.add_parser("run", parents=[common], help="screen a session from camera/microphone or files")
+    p.add_argument("--config", help="device profile YAML (e.g. firmware_configs/desktop.yaml); "
+                   "default: the built-in defaults")
+    video = p.add_mutually_exclusive_group()
+    video.add_argument("--video", metavar="FILE", help="a video file (played at its own frame rate)")
+    video.add_argument("--camera", type=int, metavar="N", help="camera index (V4L2)")
+    video.add_argument("--gst", metavar="PIPELINE", help="GStreamer pipeline ending in appsink (Jetson CSI)")
+    video.add_argument("--picamera2", action="store_true", help="the Raspberry Pi camera (picamera2)")
+    audio = p.add_mutually_exclusive_group()
+    audio.add_argument("--audio", metavar="FILE", help="a PCM WAV file")
+    audio.add_argument("--mic", nargs="?", const="default", metavar="INDEX",
+                       help="microphone (pyaudio); the default one without INDEX")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--fast", action="store_true", help="read files as fast as possible (not in real time)")
+    p.add_argument("--json", action="store_true", help="JSON lines: one per tick, then the summary")
+    p.add_argument("--save-features", metavar="FILE", help="write the session's tick features (.npz)")
+    p.set_defaults(func=_run)
 
     p = sub.add_parser("doctor", parents=[common], help="what this device has: backends, threads, OpenCV, versions")
     p.add_argument("--json", action="store_true")

@@ -53,7 +53,7 @@ def phq8_band(score: float) -> str:
     return BAND_NAMES[-1]
 
 
-def _ordered(specs, positions: Sequence[int]) -> List[int]:
+def io_order(specs, positions: Sequence[int]) -> List[int]:
     """Indices of (features, context, h, c) or (mu, sigma, h, c) among a file's tensors."""
     names = [s.name for s in specs]
     if all(any(n == want for n in names) for want in ("mu", "sigma", "h", "c")):
@@ -78,8 +78,8 @@ class SeverityModel:
         self.feature_size = int(feature_size)
         self.state_shape = tuple(int(s) for s in state_shape)
         self.context = float(context)
-        self._in = _ordered(backend.inputs, range(len(backend.inputs)))
-        self._out = _ordered(backend.outputs, range(len(backend.outputs)))
+        self._in = io_order(backend.inputs, range(len(backend.inputs)))
+        self._out = io_order(backend.outputs, range(len(backend.outputs)))
         steps = backend.inputs[self._in[0]].shape[1]
         # A file with a fixed time axis of 1 (TFLite) is run one step per call.
         self.steps_per_call = 1 if steps == 1 else 0

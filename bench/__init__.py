@@ -1,0 +1,1 @@
+"""bench/: the benchmark people run on a device (see bench/latency.py)."""

@@ -1,0 +1,235 @@
+"""What machine a result came from, and what disturbed it while it ran.
+
+`collect()` is the device fingerprint stored with every result. `sample()` is a cheap
+snapshot of the things that make a benchmark lie (CPU clocks, throttling counters,
+stolen CPU time, temperature), taken before and after every round; `disturbances()`
+turns a row's snapshots into flags. Every reading is optional: a value the device does
+not expose is None, never a guess.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import platform
+import shutil
+import subprocess
+import time
+from typing import Dict, List, Optional, Tuple
+
+# Packages whose versions change the numbers.
+PACKAGES = ("numpy", "onnxruntime", "onnxruntime-gpu", "ai-edge-litert", "tflite-runtime",
+            "opencv-python-headless", "opencv-python")
+FREQ_CHANGE_PCT = 10.0
+STEAL_PCT = 5.0
+
+
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _command(cmd: List[str], timeout_s: float = 5.0) -> Optional[str]:
+    if shutil.which(cmd[0]) is None:
+        return None
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout or out.stderr).strip() or None
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (the affinity mask, which containers narrow)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def cpu_model() -> str:
+    # Pi and Jetson name the board in the device tree; x86 names the CPU in cpuinfo.
+    board = _read("/proc/device-tree/model")
+    info = _read("/proc/cpuinfo") or ""
+    name = None
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "Hardware", "cpu model", "Processor") and value.strip():
+            name = value.strip()
+            break
+    name = name or platform.processor() or platform.machine()
+    return f"{board.rstrip(chr(0))} / {name}" if board else name
+
+
+def _meminfo() -> Dict[str, Optional[int]]:
+    found: Dict[str, Optional[int]] = {"total_mb": None, "available_mb": None}
+    for line in (_read("/proc/meminfo") or "").splitlines():
+        key, _, value = line.partition(":")
+        if key in ("MemTotal", "MemAvailable"):
+            kib = int(value.split()[0])
+            found["total_mb" if key == "MemTotal" else "available_mb"] = kib // 1024
+    return found
+
+
+def _os_name() -> str:
+    for line in (_read("/etc/os-release") or "").splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip('"')
+    return platform.platform()
+
+
+def package_versions() -> Dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def _cpufreq() -> Dict[str, Optional[object]]:
+    base = "/sys/devices/system/cpu/cpu0/cpufreq/"
+    khz = [_read(base + name) for name in ("cpuinfo_min_freq", "cpuinfo_max_freq")]
+    return {
+        "governor": _read(base + "scaling_governor"),
+        "min_mhz": int(khz[0]) // 1000 if khz[0] else None,
+        "max_mhz": int(khz[1]) // 1000 if khz[1] else None,
+    }
+
+
+def _git_commit() -> Optional[str]:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = _command(["git", "-C", root, "rev-parse", "--short", "HEAD"])
+    return out if out and " " not in out else None
+
+
+def collect() -> Dict[str, object]:
+    """The device fingerprint: CPU, cores, clocks, memory, OS, Python, packages, and the
+    Jetson power mode or Pi throttling state where those tools exist."""
+    freq = _cpufreq()
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    return {
+        "cpu_model": cpu_model(),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "usable_cores": usable_cores(),
+        "virtualized": "hypervisor" in (_read("/proc/cpuinfo") or ""),
+        "governor": freq["governor"],
+        "cpu_min_mhz": freq["min_mhz"],
+        "cpu_max_mhz": freq["max_mhz"],
+        "memory_mb": _meminfo()["total_mb"],
+        "memory_available_mb": _meminfo()["available_mb"],
+        "os": _os_name(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "packages": package_versions(),
+        "load_average_1m": round(load[0], 2) if load else None,
+        "jetson_power_mode": _command(["nvpmodel", "-q"]),
+        "jetson_clocks": _command(["jetson_clocks", "--show"]),
+        "pi_throttled": _command(["vcgencmd", "get_throttled"]),
+        "git_commit": _git_commit(),
+    }
+
+
+# ---- disturbance sensors -------------------------------------------------------------
+
+def _cpu_mhz() -> List[float]:
+    found = []
+    for path in sorted(glob.glob("/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq")):
+        value = _read(path)
+        if value and value.isdigit():
+            found.append(int(value) / 1000.0)
+    if found:
+        return found
+    for line in (_read("/proc/cpuinfo") or "").splitlines():
+        if line.startswith("cpu MHz"):
+            found.append(float(line.split(":")[1]))
+    return found
+
+
+def _throttle_count() -> Optional[int]:
+    # Intel's per-core thermal throttling counters (absent on ARM and in most VMs).
+    paths = glob.glob("/sys/devices/system/cpu/cpu[0-9]*/thermal_throttle/core_throttle_count")
+    values = [_read(p) for p in paths]
+    values = [int(v) for v in values if v and v.isdigit()]
+    return sum(values) if values else None
+
+
+def _pi_throttled() -> Optional[int]:
+    out = _command(["vcgencmd", "get_throttled"], timeout_s=2.0)
+    if not out or "=" not in out:
+        return None
+    try:
+        return int(out.split("=")[1], 16)
+    except ValueError:
+        return None
+
+
+def _steal_and_total() -> Optional[List[int]]:
+    first = (_read("/proc/stat") or "").splitlines()[:1]
+    if not first or not first[0].startswith("cpu "):
+        return None
+    fields = [int(v) for v in first[0].split()[1:]]
+    steal = fields[7] if len(fields) > 7 else 0
+    return [steal, sum(fields[:8])]
+
+
+def _max_temp_c() -> Optional[float]:
+    temps = []
+    for path in glob.glob("/sys/class/thermal/thermal_zone*/temp"):
+        value = _read(path)
+        if value and value.lstrip("-").isdigit():
+            temps.append(int(value) / 1000.0)
+    return max(temps) if temps else None
+
+
+class Sensors:
+    """Snapshots of the disturbance sensors; `vcgencmd` is only asked when it exists."""
+
+    def __init__(self) -> None:
+        self.has_vcgencmd = shutil.which("vcgencmd") is not None
+
+    def sample(self) -> Dict[str, object]:
+        return {
+            "time": time.monotonic(),
+            "cpu_mhz": _cpu_mhz(),
+            "throttle_count": _throttle_count(),
+            "pi_throttled": _pi_throttled() if self.has_vcgencmd else None,
+            "steal_total": _steal_and_total(),
+            "temp_c": _max_temp_c(),
+        }
+
+
+def disturbances(rounds: List[Tuple[Dict[str, object], Dict[str, object]]]) -> List[Dict[str, str]]:
+    """Flags from a row's (before, after) snapshot pairs, one pair per measured round
+    (rows are interleaved, so only the time inside a pair belongs to the row)."""
+    flags = []
+    snapshots = [s for pair in rounds for s in pair]
+    mhz = [m for s in snapshots for m in (s.get("cpu_mhz") or [])]
+    if mhz and min(mhz) > 0:
+        spread = 100.0 * (max(mhz) - min(mhz)) / max(mhz)
+        if spread > FREQ_CHANGE_PCT:
+            flags.append({"code": "freq_changed",
+                          "detail": f"CPU clock moved between {min(mhz):.0f} and {max(mhz):.0f} MHz"})
+    events = sum(after["throttle_count"] - before["throttle_count"] for before, after in rounds
+                 if before.get("throttle_count") is not None and after.get("throttle_count") is not None)
+    if events > 0:
+        flags.append({"code": "throttled", "detail": f"{events} thermal throttling events"})
+    pi = [s["pi_throttled"] for s in snapshots if s.get("pi_throttled") is not None]
+    # Bits 1-3: capped, throttled, soft temperature limit now; 17-19: the same since boot.
+    now_bits = 0x2 | 0x4 | 0x8
+    if any(v & now_bits for v in pi) or (len(pi) >= 2 and (pi[-1] & ~pi[0]) & (now_bits << 16)):
+        flags.append({"code": "throttled", "detail": f"vcgencmd get_throttled = {hex(pi[-1])}"})
+    steal = total = 0
+    for before, after in rounds:
+        if before.get("steal_total") and after.get("steal_total"):
+            steal += after["steal_total"][0] - before["steal_total"][0]
+            total += after["steal_total"][1] - before["steal_total"][1]
+    if total > 0 and 100.0 * steal / total > STEAL_PCT:
+        flags.append({"code": "cpu_steal",
+                      "detail": f"the hypervisor took {100.0 * steal / total:.0f} % of CPU time"})
+    return flags

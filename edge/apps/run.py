@@ -1,0 +1,116 @@
+"""`edge run`: a screening session from a camera/microphone or files.
+
+Sources: when the command line names any source (--video/--camera/--gst/--picamera2,
+--audio/--mic), only the named ones are used; otherwise the config's
+`video.source` / `audio.source`.
+"""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from typing import Dict, Optional, Tuple
+
+from edge.config import load_config
+
+
+def choose_sources(args, config) -> Tuple[Optional[str], Optional[str]]:
+    video = None
+    if args.video:
+        video = args.video
+    elif args.camera is not None:
+        video = f"camera:{args.camera}"
+    elif args.gst:
+        video = "gst:" + args.gst
+    elif args.picamera2:
+        video = "picamera2"
+    audio = None
+    if args.audio:
+        audio = args.audio
+    elif args.mic is not None:
+        audio = "mic" if args.mic == "default" else f"mic:{args.mic}"
+    if video is None and audio is None:
+        return config.video.source, config.audio.source
+    return video, audio
+
+
+def _fmt_stage(stats: Dict) -> str:
+    return f"p50 {stats['p50']:.2f} / p95 {stats['p95']:.2f} / p99 {stats['p99']:.2f} ms (n={stats['n']})"
+
+
+def format_summary(summary: Dict) -> str:
+    s = summary["screening"]
+    lines = [f"session {summary['session_id']} ({summary['profile']}): {summary['duration_s']} s, "
+             f"{'complete' if summary['complete'] else 'INCOMPLETE: ' + summary['stop_reason']}",
+             f"  video: {summary['sources']['video']}   audio: {summary['sources']['audio']}",
+             f"  face in {s['face_share']:.0%} of analysed frames; voice in {s['voiced_share']:.0%} of audio frames"]
+    vote = s["emotion_vote"]
+    if vote["status"] == "ok":
+        scaled = f" (scaled: {vote['frames_used']} of {vote['frames_wanted']} frames)" if vote["scaled"] else ""
+        lines.append(f"emotion vote: {vote['pattern']} -> {vote['level']}{scaled}: {vote['message']}")
+    else:
+        lines.append(f"emotion vote: abstained ({vote['reason']})")
+    phq8 = s["phq8"]
+    note = f"  [{phq8['note']}]" if "note" in phq8 else ""
+    if phq8["status"] == "ok":
+        lines.append(f"PHQ-8 estimate: {phq8['mu']:.1f} +/- {phq8['sigma']:.1f} ({phq8['band']}){note}")
+    else:
+        lines.append(f"PHQ-8 estimate: abstained ({phq8['reason']}){note}")
+    for key in ("gaps", "notes", "warnings"):
+        if summary.get(key):
+            lines.append(f"{key}: {summary[key]}")
+    t = summary["telemetry"]
+    c = t["counters"]
+    lines.append(f"telemetry: {t['media_s']:.1f} s of media in {t['wall_s']:.2f} s "
+                 f"({t['realtime_factor']:.1f}x real time), first result after {t['first_result_s']} s")
+    lines.append(f"  frames in {c.get('frames_in', 0)}, analysed {c.get('frames_analysed', 0)}, "
+                 f"with face {c.get('frames_with_face', 0)}, dropped {c.get('frames_dropped', 0)}; "
+                 f"detections {c.get('face_detections', 0)}, tracked {c.get('face_track_reuses', 0)}")
+    if "audio_overflow_samples" in c:
+        lines.append(f"  audio samples {c['audio_samples_in']}, overflow {c['audio_overflow_samples']}, "
+                     f"gap {c['audio_gap_samples']}")
+    for name, stats in sorted(t["stages_ms"].items()):
+        if stats.get("n"):
+            lines.append(f"  {name[:-3] if name.endswith('_ms') else name:<18} {_fmt_stage(stats)}")
+    if t["frame_age_ms"].get("n"):
+        lines.append(f"  frame age at inference {_fmt_stage(t['frame_age_ms'])}")
+    lines.append(f"  {t['flops_per_s'] / 1e6:.1f} MFLOP/s executed, CPU share {t['cpu_share']:.2f}, "
+                 f"peak RSS {t['peak_rss_mb']} MB")
+    for key in ("summary_file", "database", "features_file"):
+        if summary.get(key):
+            lines.append(f"{key.replace('_', ' ')}: {summary[key]}")
+    lines.append(summary["notice"])
+    return "\n".join(lines)
+
+
+def _sigterm(signum, frame):  # turn SIGTERM into the same clean stop as Ctrl-C
+    raise KeyboardInterrupt
+
+
+def run(args) -> int:
+    from edge.stream.runner import SessionRunner
+
+    config = load_config(args.config)
+    video, audio = choose_sources(args, config)
+
+    def print_tick(record: Dict) -> None:
+        print(json.dumps(record), flush=True)
+
+    runner = SessionRunner(config, video, audio, fast=args.fast, duration_s=args.duration,
+                           models_dir=args.models_dir, save_features=args.save_features,
+                           on_tick=print_tick if args.json else None)
+    try:
+        previous = signal.signal(signal.SIGTERM, _sigterm)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        summary = runner.run()
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if args.json:
+        print(json.dumps({"summary": summary}), flush=True)
+    else:
+        print(format_summary(summary))
+    sys.stdout.flush()
+    return 0 if summary["complete"] else 130

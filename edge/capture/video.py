@@ -1,0 +1,317 @@
+"""Video sources: a camera index (V4L2), a GStreamer pipeline, picamera2, a video file.
+
+    source = open_video_source("edge/samples/demo_face.mp4", fast=True)
+    reader = VideoReader(source, clock, queue_frames=4).start()
+    frame = reader.queue.get(timeout_s=1.0)      # Frame, END or None
+
+A file gives timestamps from its own frame rate (frame i at i / fps seconds); a live
+source stamps each frame with the session clock when it was grabbed.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, List, NamedTuple, Optional, Tuple
+
+import numpy as np
+
+from edge.capture.clock import Backoff, SessionClock
+from edge.capture.queues import END, DropOldestQueue
+from edge.errors import EdgeError
+from edge.features.face import import_cv2
+
+
+class Frame(NamedTuple):
+    """One video frame: its index, its time in the session (s), when it was captured
+    on the session clock (s), and the BGR (or grey) uint8 image."""
+
+    index: int
+    t_s: float
+    captured_s: float
+    image: np.ndarray
+    decode_ms: float = 0.0
+
+
+def gstreamer_available(cv2=None) -> bool:
+    """True when this OpenCV build can open GStreamer pipelines (cv2.getBuildInformation)."""
+    cv2 = cv2 or import_cv2()
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GStreamer:"):
+            return "YES" in line
+    return False
+
+
+def _quiet(cv2):
+    """Silence OpenCV's own warnings (ours say what to do instead)."""
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is not None:
+        log.setLogLevel(log.LOG_LEVEL_ERROR)
+
+
+class VideoSource:
+    """A source of frames. `open()` returns a reader with read() -> (ok, image) and
+    release(), or None when the device cannot be opened now."""
+
+    live = True
+    name = "video"
+    fps = 30.0
+
+    def open(self):
+        raise NotImplementedError
+
+
+class OpenCVSource(VideoSource):
+    """A camera index or a GStreamer pipeline through cv2.VideoCapture."""
+
+    def __init__(self, target: Any, name: str, api: Optional[int] = None, width: int = 640,
+                 height: int = 480, fps: float = 30.0, capture_factory: Optional[Callable] = None):
+        self.target = target
+        self.name = name
+        self.api = api
+        self.width, self.height, self.fps = width, height, float(fps)
+        cv2 = import_cv2()
+        _quiet(cv2)
+        self._factory = capture_factory or cv2.VideoCapture
+        self._cv2 = cv2
+
+    def open(self):
+        cap = self._factory(self.target) if self.api is None else self._factory(self.target, self.api)
+        if not cap.isOpened():
+            cap.release()
+            return None
+        if isinstance(self.target, int):
+            cap.set(self._cv2.CAP_PROP_FRAME_WIDTH, self.width)
+            cap.set(self._cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+            cap.set(self._cv2.CAP_PROP_FPS, self.fps)
+        return cap
+
+
+class Picamera2Source(VideoSource):
+    """The Raspberry Pi camera through picamera2 (only when the package is installed)."""
+
+    name = "picamera2"
+
+    def __init__(self, width: int = 640, height: int = 480, fps: float = 30.0, module: Any = None):
+        if module is None:
+            try:
+                import picamera2 as module
+            except ImportError:
+                raise EdgeError("picamera2 is not installed (it comes with Raspberry Pi OS: "
+                                "`sudo apt install python3-picamera2`); use --camera N or --video FILE") from None
+        self._module = module
+        self.width, self.height, self.fps = width, height, float(fps)
+
+    def open(self):
+        try:
+            camera = self._module.Picamera2()
+            config = camera.create_video_configuration(
+                main={"size": (self.width, self.height), "format": "BGR888"})
+            camera.configure(config)
+            camera.start()
+        except Exception:  # the library raises many kinds when the camera is absent
+            return None
+        return _PicameraReader(camera)
+
+
+class _PicameraReader:
+    def __init__(self, camera):
+        self.camera = camera
+
+    def read(self) -> Tuple[bool, Optional[np.ndarray]]:
+        try:
+            return True, self.camera.capture_array()
+        except Exception:
+            return False, None
+
+    def release(self) -> None:
+        try:
+            self.camera.stop()
+            self.camera.close()
+        except Exception:
+            pass
+
+
+class FileSource(VideoSource):
+    """A video file, played at its own frame rate (or as fast as possible)."""
+
+    live = False
+
+    def __init__(self, path: str, capture_factory: Optional[Callable] = None):
+        cv2 = import_cv2()
+        _quiet(cv2)
+        self.name = str(path)
+        self.path = str(path)
+        self._factory = capture_factory or cv2.VideoCapture
+        import os
+
+        if not os.path.isfile(self.path):
+            raise EdgeError(f"video {path} does not exist")
+        cap = self._factory(self.path)
+        if not cap.isOpened():
+            cap.release()
+            raise EdgeError(f"video {path} cannot be opened (not a video, or a codec OpenCV lacks); "
+                            "give an MP4/AVI file")
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.fps = fps if 1.0 <= fps <= 240.0 else 30.0
+        self.frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        cap.release()
+
+    def open(self):
+        cap = self._factory(self.path)
+        return cap if cap.isOpened() else None
+
+
+def open_video_source(spec: Optional[str], fast: bool = False, width: int = 640, height: int = 480,
+                      fps: float = 30.0, capture_factory: Optional[Callable] = None) -> Optional[VideoSource]:
+    """A VideoSource from a spec: "camera:N" (or "N"), "gst:<pipeline>", "picamera2", a file path, None."""
+    if spec is None or spec == "":
+        return None
+    if spec.startswith("camera:") or spec.isdigit():
+        index_text = spec.split(":", 1)[1] if spec.startswith("camera:") else spec
+        try:
+            index = int(index_text)
+        except ValueError:
+            raise EdgeError(f"camera index must be a number, got {index_text!r}") from None
+        cv2 = import_cv2()
+        return OpenCVSource(index, f"camera {index}", cv2.CAP_V4L2 if _has_v4l2(cv2) else None,
+                            width, height, fps, capture_factory)
+    if spec.startswith("gst:"):
+        cv2 = import_cv2()
+        if capture_factory is None and not gstreamer_available(cv2):
+            raise EdgeError("this OpenCV build has no GStreamer support (see cv2.getBuildInformation()); "
+                            "the pip wheel lacks it: use the system OpenCV (Jetson: JetPack's python3-opencv) "
+                            "or --camera N")
+        return OpenCVSource(spec[4:], "gstreamer pipeline", cv2.CAP_GSTREAMER, width, height, fps, capture_factory)
+    if spec == "picamera2":
+        return Picamera2Source(width, height, fps)
+    return FileSource(spec, capture_factory)
+
+
+def _has_v4l2(cv2) -> bool:
+    import sys
+
+    return sys.platform.startswith("linux") and hasattr(cv2, "CAP_V4L2")
+
+
+class VideoReader:
+    """Reads a VideoSource in its own thread into a bounded queue of Frames.
+
+    Live sources and files played in real time drop the oldest queued frame when the
+    consumer is behind (counted in `queue.dropped`); a file with fast=True blocks.
+    A live source that stops giving frames is reopened with back-off; each outage is
+    recorded in `gaps` as (start_s, end_s) on the session clock.
+    """
+
+    def __init__(self, source: VideoSource, clock: SessionClock, queue_frames: int = 4, fast: bool = False,
+                 stall_timeout_s: float = 5.0, backoff: Optional[Backoff] = None):
+        self.source = source
+        self.clock = clock
+        self.fast = fast and not source.live
+        self.queue = DropOldestQueue(queue_frames, block_when_full=self.fast)
+        self.frames_in = 0
+        self.gaps: List[Tuple[float, float]] = []
+        self.warnings: List[str] = []
+        self.stall_timeout_s = stall_timeout_s
+        self.backoff = backoff or Backoff()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="video-capture", daemon=True)
+
+    @property
+    def dropped(self) -> int:
+        return self.queue.dropped
+
+    def start(self) -> VideoReader:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.queue.close()
+        self._thread.join(timeout=2.0)
+
+    def _run(self) -> None:
+        try:
+            if self.source.live:
+                self._run_live()
+            else:
+                self._run_file()
+        except Exception as exc:  # a capture thread must never die silently
+            self.warnings.append(f"video capture stopped: {type(exc).__name__}: {exc}")
+        finally:
+            self.queue.put(END)
+
+    def _run_file(self) -> None:
+        reader = self.source.open()
+        if reader is None:
+            self.warnings.append(f"video {self.source.name} could not be reopened")
+            return
+        index = 0
+        try:
+            while not self._stop.is_set():
+                started = time.perf_counter()
+                ok, image = reader.read()
+                decode_ms = (time.perf_counter() - started) * 1000.0
+                if not ok or image is None:
+                    break
+                t_s = index / self.source.fps
+                if not self.fast:  # play at the file's own rate
+                    wait = t_s - self.clock.now_s()
+                    if wait > 0:
+                        self._stop.wait(wait)
+                frame = Frame(index, t_s, self.clock.now_s(), image, decode_ms)
+                if not self.queue.put(frame, timeout_s=self.stall_timeout_s):
+                    if not self._stop.is_set():
+                        self.warnings.append("video consumer stalled; reading stopped")
+                    break
+                self.frames_in += 1
+                index += 1
+        finally:
+            reader.release()
+        expected = getattr(self.source, "frame_count", 0)
+        if expected and index < expected - 1 and not self._stop.is_set():
+            self.warnings.append(f"video {self.source.name} ended after {index} of {expected} frames "
+                                 "(truncated or damaged file); the session used what was there")
+
+    def _run_live(self) -> None:
+        reader = self.source.open()
+        gap_start = 0.0 if reader is None else None
+        index = 0
+        try:
+            while not self._stop.is_set():
+                if reader is None:
+                    # The device went away (or never came): reopen with back-off, record the gap.
+                    if gap_start is None:
+                        gap_start = self.clock.now_s()
+                    self._stop.wait(self.backoff.delay())
+                    reader = self.source.open()
+                    if reader is not None:
+                        self.gaps.append((round(gap_start, 3), round(self.clock.now_s(), 3)))
+                        gap_start = None
+                        self.backoff.reset()
+                    continue
+                started = time.perf_counter()
+                ok, image = reader.read()
+                if ok and image is not None:
+                    now = self.clock.now_s()
+                    self.queue.put(Frame(index, now, now, image, (time.perf_counter() - started) * 1000.0))
+                    self.frames_in += 1
+                    index += 1
+                    continue
+                reader.release()
+                reader = None
+        finally:
+            if reader is not None:
+                reader.release()
+            if gap_start is not None:
+                self.gaps.append((round(gap_start, 3), round(self.clock.now_s(), 3)))
+
+
+def check_opens(source: VideoSource) -> None:
+    """Fail with one line now, before the session starts, when a live source cannot open."""
+    if not source.live:
+        return
+    reader = source.open()
+    if reader is None:
+        raise EdgeError(f"{source.name} cannot be opened: is it connected and free "
+                        "(another program may hold it)? Try another --camera index or --video FILE")
+    reader.release()

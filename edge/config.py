@@ -1,0 +1,191 @@
+"""Device profiles (`firmware_configs/*.yaml`) read through a schema written in code.
+
+Every key has a type and a default; an unknown key, a wrong type or an out-of-range
+value is refused with one line naming the key (`video.analysis_fps`). The schema is the
+same for every device (desktop, Jetson, Pi, gateway): a profile only changes values.
+
+    config = load_config("firmware_configs/desktop.yaml")
+    config.video.analysis_fps, config.models.emotion.backend, ...
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
+
+from edge.errors import EdgeError
+
+# A leaf is (types, default, check); check(value) -> error text or None.
+_Leaf = Tuple[Tuple[type, ...], Any, Any]
+
+
+def _positive(value) -> Optional[str]:
+    return None if value > 0 else "must be > 0"
+
+
+def _non_negative(value) -> Optional[str]:
+    return None if value >= 0 else "must be >= 0"
+
+
+def _fraction(value) -> Optional[str]:
+    return None if 0.0 < value <= 1.0 else "must be in (0, 1]"
+
+
+def _share(value) -> Optional[str]:
+    return None if 0.0 <= value <= 1.0 else "must be in [0, 1]"
+
+
+def _one_of(*choices):
+    def check(value) -> Optional[str]:
+        return None if value in choices else "must be one of: " + ", ".join(str(c) for c in choices)
+    return check
+
+
+def _backend(value) -> Optional[str]:
+    return _one_of("onnx", "tflite")(value)
+
+
+def _precision(value) -> Optional[str]:
+    return _one_of("fp32", "int8")(value)
+
+
+_INT = (int,)
+_NUM = (int, float)
+_STR = (str,)
+_BOOL = (bool,)
+_OPT_STR = (str, type(None))
+_OPT_INT = (int, type(None))
+_LIST = (list,)
+
+SCHEMA: Dict[str, Union[dict, _Leaf]] = {
+    "profile": (_STR, "desktop", None),  # desktop | jetson | pi | gateway (free text, shown in reports)
+    "threads": (_INT, 1, _positive),  # inference threads per model
+    "video": {
+        # Default source when the command line names none: "camera:0", "gst:<pipeline>",
+        # "picamera2", a file path, or null (no video).
+        "source": (_OPT_STR, "camera:0", None),
+        "width": (_INT, 640, _positive),
+        "height": (_INT, 480, _positive),
+        "fps": (_NUM, 30, _positive),
+        "analysis_fps": (_NUM, 10, _positive),  # frames per second that reach the face model
+        "queue_frames": (_INT, 4, _positive),  # bounded queue; the oldest frame is dropped
+    },
+    "audio": {
+        "source": (_OPT_STR, "mic", None),  # "mic", "mic:<index>", a WAV path, or null (no audio)
+        "device_rates_hz": (_LIST, [16000, 48000, 44100], None),  # tried in order on a microphone
+        "chunk_ms": (_INT, 100, _positive),
+        "queue_seconds": (_NUM, 30, _positive),  # overflow beyond this is counted and reported
+    },
+    "face": {
+        "detector": (_STR, "haar", _one_of("haar")),
+        "detect_every": (_INT, 5, _positive),  # analysed frames between detections (tracking between)
+        "downscale": (_NUM, 0.5, _fraction),  # detection runs on a frame scaled by this
+        "min_size": (_INT, 60, _positive),  # smallest face side in full-frame pixels
+        "track_min_score": (_NUM, 0.6, _share),  # template-match score below which the face is lost
+    },
+    "models": {
+        "emotion": {
+            "name": (_STR, "mini_xception", None),
+            "backend": (_STR, "tflite", _backend),
+            "precision": (_STR, "int8", _precision),
+        },
+        "severity": {
+            "enabled": (_BOOL, True, None),
+            "name": (_STR, "lstm_moe", None),
+            "backend": (_STR, "tflite", _backend),
+            "precision": (_STR, "fp32", _precision),
+            "context": (_NUM, 0.0, None),  # MoE context flag z (0: human-led interview)
+        },
+    },
+    "screen": {
+        "vote_frames": (_INT, 1200, _positive),  # the paper's first 1200 analysed face frames
+        "min_vote_frames": (_INT, 30, _positive),  # fewer face frames: the vote abstains
+        "min_face_share": (_NUM, 0.3, _share),  # share of analysed frames with a face
+        "min_voiced_share": (_NUM, 0.05, _share),  # share of audio frames with voice
+        "min_ticks": (_INT, 30, _positive),  # PHQ-8 estimate needs this many 100 ms ticks
+    },
+    "output": {
+        "dir": (_STR, "out", None),  # summary JSON (and tick JSON lines) go here
+        "tick_jsonl": (_BOOL, False, None),
+        "database": (_OPT_STR, "out/sessions.sqlite", None),  # null: no database
+        "store_media": (_BOOL, False, None),  # keep face crops and audio in the database
+    },
+    "telemetry": {
+        "http_port": (_OPT_INT, None, _non_negative),  # /metrics on 127.0.0.1; null: off; 0: any port
+        "http_host": (_STR, "127.0.0.1", None),
+    },
+}
+
+
+class Section:
+    """Attribute access to one validated section (`config.video.fps`)."""
+
+    def __init__(self, values: Dict[str, Any]):
+        self.__dict__.update(values)
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {k: v.as_dict() if isinstance(v, Section) else v for k, v in self.__dict__.items()}
+
+
+def _type_name(types: Tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false",
+             list: "a list", type(None): "null"}
+    if types == _NUM:
+        return "a number"
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def _validate(schema: dict, data: Any, where: str, origin: str) -> Section:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        what = f"key '{where}'" if where else "the file"
+        raise EdgeError(f"{origin}: {what} must be a mapping of keys, got {type(data).__name__}")
+    for key in data:
+        if key not in schema:
+            full = f"{where}.{key}" if where else str(key)
+            known = ", ".join(sorted(schema))
+            raise EdgeError(f"{origin}: unknown key '{full}' (known here: {known})")
+    values = {}
+    for key, spec in schema.items():
+        full = f"{where}.{key}" if where else key
+        if isinstance(spec, dict):
+            values[key] = _validate(spec, data.get(key), full, origin)
+            continue
+        types, default, check = spec
+        value = data.get(key, default)
+        # YAML true/false are bools, which are ints in Python: refuse them where numbers go.
+        wrong = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+        if wrong:
+            raise EdgeError(f"{origin}: key '{full}' must be {_type_name(types)}, got {value!r}")
+        if check is not None and value is not None:
+            problem = check(value)
+            if problem:
+                raise EdgeError(f"{origin}: key '{full}' {problem}, got {value!r}")
+        values[key] = value
+    return Section(values)
+
+
+def parse_config(data: Any, origin: str = "config") -> Section:
+    """Validate a parsed YAML/JSON mapping against SCHEMA (defaults filled in)."""
+    config = _validate(SCHEMA, data, "", origin)
+    rates = config.audio.device_rates_hz
+    if not rates or not all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in rates):
+        raise EdgeError(f"{origin}: key 'audio.device_rates_hz' must be a list of positive integers, got {rates!r}")
+    return config
+
+
+def load_config(path: Optional[str]) -> Section:
+    """Read and validate a profile; None gives the defaults. One-line EdgeError on problems."""
+    if path is None:
+        return parse_config({}, "defaults")
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise EdgeError(f"config {path} does not exist; see firmware_configs/ for the profiles")
+    try:
+        data = yaml.safe_load(file.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EdgeError(f"config {path} is not valid YAML: {first}") from None
+    return parse_config(data, str(path))

@@ -1,0 +1,63 @@
+"""A session's screening result: the vote rule and the PHQ-8 reading, each with its caveats."""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import numpy as np
+
+from edge import DEMO_WEIGHTS_NOTICE, SCREENING_DISCLAIMER
+from edge.screen.vote import FER_LABELS, vote_rule
+from edge.stream.severity import SeverityEstimate
+
+
+def _face_reason(face_share: float, min_face_share: float, frames_analysed: int) -> Optional[str]:
+    if frames_analysed == 0:
+        return "no video: no frames were analysed"
+    if face_share < min_face_share:
+        return (f"too little face: a face in {face_share:.0%} of analysed frames "
+                f"(at least {min_face_share:.0%} needed)")
+    return None
+
+
+def screen_session(face_probs: np.ndarray, frames_analysed: int, ticks: int, voiced_share: float,
+                   severity: Optional[SeverityEstimate], screen, has_audio: bool = True,
+                   demo_weights: bool = True, labels=FER_LABELS) -> Dict:
+    """Both readings of a session.
+
+    face_probs: [n, 7] emotion probabilities of analysed frames with a face, in order;
+    frames_analysed: analysed frames (with or without a face); ticks: 100 ms ticks;
+    voiced_share: share of voiced 10 ms audio frames; severity: the estimate after the
+    last tick (None without the model); screen: the config's `screen` section.
+    """
+    probs = np.asarray(face_probs, np.float32).reshape(-1, len(labels))
+    face_share = len(probs) / float(frames_analysed) if frames_analysed else 0.0
+    face_reason = _face_reason(face_share, screen.min_face_share, frames_analysed)
+    vote = vote_rule(probs, labels, screen.vote_frames, screen.min_vote_frames, face_reason)
+
+    reasons = []
+    if severity is None:
+        reasons.append("the severity model is disabled in the config")
+    else:
+        if ticks < screen.min_ticks:
+            reasons.append(f"session too short: {ticks} ticks of 100 ms, at least {screen.min_ticks} needed")
+        if face_reason:
+            reasons.append(face_reason)
+        if not has_audio:
+            reasons.append("no audio: the estimate needs voice")
+        elif voiced_share < screen.min_voiced_share:
+            reasons.append(f"too little voice: {voiced_share:.0%} of audio frames voiced "
+                           f"(at least {screen.min_voiced_share:.0%} needed)")
+    if reasons:
+        phq8 = {"status": "abstained", "reason": "; ".join(reasons)}
+    else:
+        phq8 = {"status": "ok", "mu": round(severity.mu, 2), "sigma": round(severity.sigma, 2),
+                "band": severity.band, "ticks": severity.steps}
+    if severity is not None and demo_weights:
+        phq8["note"] = DEMO_WEIGHTS_NOTICE
+    return {
+        "notice": SCREENING_DISCLAIMER,
+        "face_share": round(face_share, 3),
+        "voiced_share": round(float(voiced_share), 3),
+        "emotion_vote": vote,
+        "phq8": phq8,
+    }

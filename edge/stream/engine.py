@@ -1,0 +1,261 @@
+"""The stream engine: frames and audio in, one fused 100 ms tick at a time out.
+
+    engine = StreamEngine(classifier, tracker, severity, analysis_fps=10)
+    for frame in frames:  ticks = engine.push_frame(frame)     # Frame from edge.capture.video
+    for chunk in audio:   ticks += engine.push_audio(chunk)    # 16 kHz float32 or AudioGap
+    ticks += engine.finish()
+
+Time is media time: a frame carries its session time `t_s`, audio its sample count.
+Tick k covers [k * 100 ms, (k + 1) * 100 ms). A frame is analysed (face + emotion)
+when it is the first in a new slot of 1 / analysis_fps seconds. Tick k is closed (tick
+vector assembled, LSTM-MoE advanced one step with its carried state) once both streams
+have passed its end, or ended. Because every decision depends only on timestamps and
+sample counts, a session fed in any chunking, in any interleaving of the two streams,
+gives the same ticks (tests/test_engine.py checks it).
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Callable, Dict, List, NamedTuple, Optional
+
+import numpy as np
+
+from edge.capture.audio import AudioGap
+from edge.features.face import to_gray
+from edge.features.tick import (
+    TICK_FEATURES,
+    TICK_MS,
+    TICK_SAMPLES,
+    TickFeatureAssembler,
+    VisualTick,
+)
+from edge.stream.severity import SeverityEstimate
+from edge.telemetry import StageTimer
+
+_EPS = 1e-6
+_VOICED = TICK_FEATURES.index("voiced_ratio")
+
+
+class TickResult(NamedTuple):
+    """One closed tick: index, start time (s), the tick vector, frames analysed, faces
+    seen, the mean emotion probabilities of its faces (or None), the severity estimate
+    after it (or None without a severity model), and whether its audio was a gap."""
+
+    index: int
+    t_s: float
+    features: np.ndarray
+    frames: int
+    faces: int
+    emotions: Optional[np.ndarray]
+    severity: Optional[SeverityEstimate]
+    audio_gap: bool
+
+
+class _VisualAccumulator:
+    def __init__(self) -> None:
+        self.frames = 0
+        self.probs: List[np.ndarray] = []
+        self.boxes: List[np.ndarray] = []
+
+
+class StreamEngine:
+    """Analyses frames, fuses per tick and advances the severity stream (see module doc).
+
+    classifier: an EmotionClassifier (crops/infer); tracker: a FaceTracker; severity: a
+    SeverityStream or None. has_video/has_audio: which streams will come (a tick waits
+    for each stream that is expected and not finished). now_s: the session clock, to
+    measure a frame's age at inference. keep_media: keep face crops and audio (only
+    for `store_media: true`).
+    """
+
+    def __init__(self, classifier, tracker, severity=None, analysis_fps: float = 10.0,
+                 has_video: bool = True, has_audio: bool = True, timer: Optional[StageTimer] = None,
+                 now_s: Optional[Callable[[], float]] = None, keep_media: bool = False):
+        self.classifier = classifier
+        self.tracker = tracker
+        self.severity = severity
+        self.analysis_fps = float(analysis_fps)
+        self.has_video = has_video
+        self.has_audio = has_audio
+        self.timer = timer or StageTimer()
+        self.now_s = now_s
+        self.keep_media = keep_media
+        self.assembler = TickFeatureAssembler()
+        self.next_tick = 0
+        self.video_done = not has_video
+        self.audio_done = not has_audio
+        self._latest_video_tick = -1
+        self._last_slot = -1
+        self._visual: Dict[int, _VisualAccumulator] = {}
+        self._audio = np.zeros(0, np.float32)  # samples from tick `next_tick` on
+        self._audio_total = 0
+        self._gap_ranges: List[List[int]] = []  # [start, end) sample ranges that were gaps
+        # Session record (for screening and the summary).
+        self.frames_in = 0
+        self.frames_analysed = 0
+        self.face_frames = 0
+        self.face_probs: List[np.ndarray] = []  # one row per analysed frame with a face, in order
+        self.frame_ages_ms: List[float] = []
+        self.tick_features: List[np.ndarray] = []
+        self.voiced: List[float] = []
+        self.severity_trace: List[SeverityEstimate] = []
+        self.audio_gap_samples = 0
+        self.media_crops: List[np.ndarray] = []
+        self.media_audio: List[np.ndarray] = []
+
+    # ----- video ---------------------------------------------------------------------
+    def push_frame(self, frame) -> List[TickResult]:
+        """Take one Frame (index, t_s, captured_s, image); returns the ticks it closed."""
+        self.frames_in += 1
+        if frame.decode_ms:
+            self.timer.add("decode_ms", frame.decode_ms)
+        tick = int(math.floor(frame.t_s * 1000.0 / TICK_MS + _EPS))
+        if tick < self.next_tick:  # late frame of a closed tick: count it in the open one
+            tick = self.next_tick
+        slot = int(math.floor(frame.t_s * self.analysis_fps + _EPS))
+        if slot > self._last_slot:
+            self._last_slot = slot
+            self._analyse(frame, self._visual.setdefault(tick, _VisualAccumulator()))
+        self._latest_video_tick = max(self._latest_video_tick, tick)
+        return self._close_ready()
+
+    def _analyse(self, frame, acc: _VisualAccumulator) -> None:
+        timer = self.timer
+        acc.frames += 1
+        self.frames_analysed += 1
+        with timer.stage("gray_ms"):
+            gray = to_gray(frame.image)
+        box = None
+        if not self.tracker.needs_detection(gray):
+            with timer.stage("track_ms"):
+                box, _ = self.tracker.track(gray)
+        if box is None:  # on schedule, or the tracked face was lost
+            with timer.stage("detect_ms"):
+                box = self.tracker.detect(gray)
+        if box is None:
+            return
+        with timer.stage("preprocess_ms"):
+            faces = self.classifier.crops(gray, [box])
+        with timer.stage("infer_emotion_ms"):
+            probs = self.classifier.infer(faces)[0]
+        if self.now_s is not None:
+            self.frame_ages_ms.append((self.now_s() - frame.captured_s) * 1000.0)
+        height, width = gray.shape[:2]
+        x, y, w, h = box
+        acc.probs.append(np.asarray(probs, np.float32))
+        acc.boxes.append(np.array([x / width, y / height, w / width, h / height], np.float32))
+        self.face_frames += 1
+        self.face_probs.append(np.asarray(probs, np.float32))
+        if self.keep_media:
+            self.media_crops.append(np.clip((faces[0, 0] + 1.0) * 127.5, 0, 255).astype(np.uint8))
+
+    def advance_video(self, t_s: float) -> List[TickResult]:
+        """A live camera is away: no frame before `t_s` will come, so ticks may close
+        without it (a frame that still comes late counts in the open tick)."""
+        tick = int(math.floor(t_s * 1000.0 / TICK_MS + _EPS))
+        self._latest_video_tick = max(self._latest_video_tick, tick)
+        return self._close_ready()
+
+    def end_video(self) -> List[TickResult]:
+        self.video_done = True
+        return self._close_ready()
+
+    # ----- audio ---------------------------------------------------------------------
+    def push_audio(self, chunk) -> List[TickResult]:
+        """Take 16 kHz mono float32 samples or an AudioGap; returns the ticks it closed."""
+        if isinstance(chunk, AudioGap):
+            start = self._audio_total
+            samples = np.zeros(int(chunk.samples), np.float32)
+            self._gap_ranges.append([start, start + len(samples)])
+            self.audio_gap_samples += len(samples)
+        else:
+            samples = np.asarray(chunk, np.float32).reshape(-1)
+            if self.keep_media:
+                self.media_audio.append((np.clip(samples, -1, 1) * 32767).astype(np.int16))
+        self._audio = np.concatenate([self._audio, samples]) if len(self._audio) else samples
+        self._audio_total += len(samples)
+        return self._close_ready()
+
+    def end_audio(self) -> List[TickResult]:
+        self.audio_done = True
+        return self._close_ready()
+
+    # ----- fusion --------------------------------------------------------------------
+    def _end_tick(self) -> int:
+        """Tick count of the whole session once both streams ended."""
+        video_ticks = self._latest_video_tick + 1
+        audio_ticks = -(-self._audio_total // TICK_SAMPLES)
+        return max(video_ticks, audio_ticks)
+
+    def _closable(self, k: int) -> bool:
+        if self.video_done and self.audio_done:
+            return k < self._end_tick()
+        if not self.video_done and k >= self._latest_video_tick:
+            return False
+        return self.audio_done or self._audio_total >= (k + 1) * TICK_SAMPLES
+
+    def _close_ready(self) -> List[TickResult]:
+        closed = []
+        while self._closable(self.next_tick):
+            closed.append(self._close_tick(self.next_tick))
+            self.next_tick += 1
+        return closed
+
+    def _tick_audio(self, k: int):
+        if not self.has_audio:
+            return None, False
+        samples = self._audio[:TICK_SAMPLES]
+        self._audio = self._audio[TICK_SAMPLES:]
+        if len(samples) < TICK_SAMPLES:  # end of stream (or a stream that stopped early): silence
+            samples = np.concatenate([samples, np.zeros(TICK_SAMPLES - len(samples), np.float32)])
+        start, end = k * TICK_SAMPLES, (k + 1) * TICK_SAMPLES
+        gap = any(a < end and b > start for a, b in self._gap_ranges)
+        return samples, gap
+
+    def _close_tick(self, k: int) -> TickResult:
+        with self.timer.stage("fusion_ms"):
+            return self._fuse_tick(k)
+
+    def _fuse_tick(self, k: int) -> TickResult:
+        timer = self.timer
+        acc = self._visual.pop(k, None) or _VisualAccumulator()
+        probs = np.stack(acc.probs) if acc.probs else np.zeros((0, 7), np.float32)
+        boxes = np.stack(acc.boxes) if acc.boxes else np.zeros((0, 4), np.float32)
+        samples, gap = self._tick_audio(k)
+        with timer.stage("audio_features_ms"):
+            # Audio features are the larger part of a tick's assembly; the visual part is a few means.
+            vector = self.assembler.tick(VisualTick(acc.frames, probs, boxes), samples)
+        estimate = None
+        if self.severity is not None:
+            with timer.stage("infer_severity_ms"):
+                estimate = self.severity.step(vector)
+            self.severity_trace.append(estimate)
+        self.tick_features.append(vector)
+        self.voiced.append(float(vector[_VOICED]) if self.has_audio else 0.0)
+        return TickResult(k, k * TICK_MS / 1000.0, vector, acc.frames, len(acc.probs),
+                          probs.mean(axis=0) if len(probs) else None, estimate, gap)
+
+    def finish(self) -> List[TickResult]:
+        """End both streams and close every remaining tick."""
+        started = time.perf_counter()
+        self.video_done = True
+        self.audio_done = True
+        closed = self._close_ready()
+        self.timer.add("finish_ms", (time.perf_counter() - started) * 1000.0)
+        return closed
+
+    # ----- session record ------------------------------------------------------------
+    @property
+    def ticks(self) -> int:
+        return len(self.tick_features)
+
+    def features(self) -> np.ndarray:
+        """The session's tick vectors [T, 43] (what --save-features writes)."""
+        if not self.tick_features:
+            return np.zeros((0, 43), np.float32)
+        return np.stack(self.tick_features).astype(np.float32)
+
+    def voiced_share(self) -> float:
+        """Share of the session's 10 ms audio frames that were voiced."""
+        return float(np.mean(self.voiced)) if self.voiced else 0.0

@@ -1,0 +1,312 @@
+"""One screening session end to end: sources -> engine -> screening -> outputs.
+
+    runner = SessionRunner(config, video="edge/samples/demo_face.mp4",
+                           audio="edge/samples/demo_speech.wav", fast=True)
+    summary = runner.run()     # also writes the summary JSON and the database row
+
+The summary and the database row are written in a `finally`: a session cut short
+(Ctrl-C, SIGTERM, a source that failed, an internal error) keeps what it had, marked
+`complete: false` with the reason.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+from edge import DEMO_WEIGHTS_NOTICE, SCREENING_DISCLAIMER
+from edge.capture.audio import AudioGap, AudioReader, open_audio_source
+from edge.capture.clock import SessionClock
+from edge.capture.queues import END
+from edge.capture.video import VideoReader, check_opens, open_video_source
+from edge.errors import EdgeError
+from edge.features.face import HaarFaceDetector
+from edge.features.tick import write_session_features
+from edge.screen import screen_session
+from edge.store import ResultStore
+from edge.stream.engine import StreamEngine, TickResult
+from edge.stream.faces import FaceTracker
+from edge.stream.models import emotion_flops, load_models, severity_flops
+from edge.telemetry import MetricsServer, RunTelemetry, StageTimer
+
+STALL_TIMEOUT_S = 10.0  # no data from any file source this long: the session ends (never hangs)
+LIVE_VIDEO_GRACE_S = 0.5  # a live camera silent this long is treated as away (ticks go on)
+
+
+def tick_record(tick: TickResult, labels) -> Dict:
+    """One tick as a JSON-ready dict (the --json / tick_jsonl line)."""
+    record = {"tick": tick.index, "t_s": round(tick.t_s, 3), "frames": tick.frames, "faces": tick.faces}
+    if tick.emotions is not None:
+        record["emotions"] = {label: round(float(p), 4) for label, p in zip(labels, tick.emotions)}
+    if tick.severity is not None:
+        record["phq8_mu"] = round(tick.severity.mu, 2)
+        record["phq8_sigma"] = round(tick.severity.sigma, 2)
+        record["phq8_band"] = tick.severity.band
+        if tick.severity.note:
+            record["note"] = tick.severity.note
+    if tick.audio_gap:
+        record["audio_gap"] = True
+    return record
+
+
+class SessionRunner:
+    """Runs one session; see the module docstring. Sources are specs as in the config
+    ("camera:0", "gst:...", "picamera2", a file, "mic", "mic:N", or None for none)."""
+
+    def __init__(self, config, video: Optional[str], audio: Optional[str], fast: bool = False,
+                 duration_s: Optional[float] = None, models_dir: Optional[str] = None,
+                 save_features: Optional[str] = None, on_tick: Optional[Callable[[Dict], None]] = None,
+                 capture_factory=None, pyaudio_module=None):
+        if video is None and audio is None:
+            raise EdgeError("nothing to capture: give --video/--camera/--gst and/or --audio/--mic, "
+                            "or set video.source / audio.source in the config")
+        if duration_s is not None and duration_s <= 0:
+            raise EdgeError(f"--duration must be > 0 seconds, got {duration_s}")
+        self.started = time.perf_counter()
+        self.config = config
+        self.fast = fast
+        self.duration_s = duration_s
+        self.save_features = save_features
+        self.on_tick = on_tick
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.session_id = now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+        self.started_utc = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        # Sources first: a bad file or an absent device is a one-line error before any model loads.
+        vcfg = config.video
+        self.video_source = open_video_source(video, fast, vcfg.width, vcfg.height, vcfg.fps, capture_factory)
+        if self.video_source is not None and capture_factory is None:
+            check_opens(self.video_source)
+        self.audio_source = open_audio_source(audio, config.audio.device_rates_hz, config.audio.chunk_ms,
+                                              pyaudio_module)
+        self.timer = StageTimer()
+        with self.timer.stage("load_models_ms"):
+            self.classifier, self.severity, severity_manifest = load_models(config, models_dir)
+        flops = {"infer_emotion_ms": emotion_flops(self.classifier.manifest)}
+        if severity_manifest is not None:
+            flops["infer_severity_ms"] = severity_flops(severity_manifest)
+        self.demo_weights = bool(severity_manifest is not None and severity_manifest.demo_weights)
+        self.telemetry = RunTelemetry(self.timer, flops)
+        fcfg = config.face
+        detector = HaarFaceDetector(min_size=fcfg.min_size, downscale=fcfg.downscale)
+        self.tracker = FaceTracker(detector, fcfg.detect_every, fcfg.track_min_score)
+        self.clock = SessionClock()
+        self.engine = StreamEngine(self.classifier, self.tracker, self.severity, vcfg.analysis_fps,
+                                   has_video=self.video_source is not None,
+                                   has_audio=self.audio_source is not None, timer=self.timer,
+                                   now_s=self.clock.now_s, keep_media=config.output.store_media)
+        self.video_reader: Optional[VideoReader] = None
+        self.audio_reader: Optional[AudioReader] = None
+        self.warnings: List[str] = []
+        self.complete = False
+        self.stop_reason = ""
+        self.metrics: Optional[MetricsServer] = None
+        self._tick_file = None
+        self.summary: Dict = {}
+
+    # ----- running -------------------------------------------------------------------
+    def _emit(self, ticks: List[TickResult]) -> None:
+        for tick in ticks:
+            if self.telemetry.first_result_s != self.telemetry.first_result_s:  # NaN: first tick
+                self.telemetry.first_result_s = time.perf_counter() - self.started
+            record = tick_record(tick, self.classifier.labels)
+            if self._tick_file is not None:
+                self._tick_file.write(json.dumps(record) + "\n")
+            if self.on_tick is not None:
+                self.on_tick(record)
+        self.telemetry.media_s = self.engine.next_tick * 0.1
+
+    def run(self) -> Dict:
+        """Run until the sources end, --duration passes or the process is interrupted."""
+        out = self.config.output
+        tel = self.config.telemetry
+        try:
+            if tel.http_port is not None:
+                self.metrics = MetricsServer(self.telemetry, tel.http_host, tel.http_port)
+            if out.tick_jsonl:
+                Path(out.dir).mkdir(parents=True, exist_ok=True)
+                self._tick_file = open(Path(out.dir) / f"{self.session_id}.ticks.jsonl", "w")
+            self.clock.start()
+            if self.video_source is not None:
+                self.video_reader = VideoReader(self.video_source, self.clock, self.config.video.queue_frames,
+                                                self.fast).start()
+            if self.audio_source is not None:
+                self.audio_reader = AudioReader(self.audio_source, self.clock, self.config.audio.queue_seconds,
+                                                self.fast).start()
+            self._loop()
+            self.complete = self.stop_reason != "sources stalled"
+        except KeyboardInterrupt:
+            self.stop_reason = "interrupted"
+        except Exception as exc:
+            self.stop_reason = f"internal error: {type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self._finish()
+        return self.summary
+
+    def _loop(self) -> None:
+        engine = self.engine
+        video_ended = self.video_reader is None
+        audio_ended = self.audio_reader is None
+        max_samples = None if self.duration_s is None else int(round(self.duration_s * 16000))
+        audio_taken = 0
+        last_data = last_frame = time.monotonic()
+        while not (video_ended and audio_ended):
+            got = False
+            if not audio_ended:
+                # Audio first, all that is there: it is small and must never back up.
+                while True:
+                    item = self.audio_reader.queue.get(timeout_s=0 if not video_ended else 0.05)
+                    if item is None:
+                        break
+                    got = True
+                    if item is END:
+                        audio_ended = True
+                        self._emit(engine.end_audio())
+                        break
+                    if max_samples is not None:
+                        left = max(0, max_samples - audio_taken)
+                        if isinstance(item, AudioGap):
+                            item = AudioGap(min(item.samples, left), item.reason)
+                            audio_taken += item.samples
+                        else:
+                            item = item[:left]
+                            audio_taken += len(item)
+                    self._emit(engine.push_audio(item))
+                    if max_samples is not None and audio_taken >= max_samples:
+                        audio_ended = True
+                        self._emit(engine.end_audio())
+                        break
+            if not video_ended:
+                waited = time.perf_counter()
+                frame = self.video_reader.queue.get(timeout_s=0.05)
+                self.timer.add("capture_wait_ms", (time.perf_counter() - waited) * 1000.0)
+                if frame is END:
+                    video_ended = True
+                    self._emit(engine.end_video())
+                    got = True
+                elif frame is not None:
+                    got = True
+                    if self.duration_s is not None and frame.t_s >= self.duration_s:
+                        video_ended = True
+                        self._emit(engine.end_video())
+                    else:
+                        with self.timer.stage("total_frame_ms"):
+                            self._emit(engine.push_frame(frame))
+            live = any(s is not None and s.live for s in (self.video_source, self.audio_source))
+            if live and self.duration_s is not None and self.clock.now_s() >= self.duration_s:
+                self.stop_reason = "duration reached"
+                return
+            now = time.monotonic()
+            if got:
+                last_data = now
+                last_frame = now if not video_ended else last_frame
+            if not video_ended and self.video_source.live and now - last_frame > LIVE_VIDEO_GRACE_S:
+                # The camera is away (its reader is reopening it): let the ticks go on without it.
+                self._emit(engine.advance_video(self.clock.now_s() - LIVE_VIDEO_GRACE_S))
+            if not got and not live and now - last_data > STALL_TIMEOUT_S:
+                self.warnings.append(f"no data from any source for {STALL_TIMEOUT_S:.0f} s; session ended")
+                self.stop_reason = "sources stalled"
+                return
+        self.stop_reason = "sources ended" if self.duration_s is None else "sources ended or duration reached"
+
+    # ----- finishing -----------------------------------------------------------------
+    def _finish(self) -> None:
+        for reader in (self.video_reader, self.audio_reader):
+            if reader is not None:
+                reader.stop()
+                self.warnings.extend(reader.warnings)
+        try:
+            self._emit(self.engine.finish())
+        except (Exception, KeyboardInterrupt) as exc:  # keep the session record whatever happens here
+            self.complete = False
+            self.stop_reason = self.stop_reason or "interrupted while closing"
+            self.warnings.append(f"closing the last ticks failed: {type(exc).__name__}: {exc}")
+        if self._tick_file is not None:
+            self._tick_file.close()
+        if self.metrics is not None:
+            self.metrics.close()
+        self.summary = self._summarise()
+        self._write_outputs()
+
+    def _counters(self) -> Dict:
+        engine = self.engine
+        counters = {"frames_in": engine.frames_in, "frames_analysed": engine.frames_analysed,
+                    "frames_with_face": engine.face_frames,
+                    "frames_dropped": self.video_reader.dropped if self.video_reader else 0,
+                    "face_detections": self.tracker.detections, "face_track_reuses": self.tracker.reuses,
+                    "ticks": engine.ticks}
+        if self.audio_reader is not None:
+            counters["audio_samples_in"] = self.audio_reader.samples_in
+            counters["audio_overflow_samples"] = self.audio_reader.overflow_samples
+            counters["audio_gap_samples"] = engine.audio_gap_samples
+        return counters
+
+    def _summarise(self) -> Dict:
+        engine = self.engine
+        for name, value in self._counters().items():
+            self.telemetry.set(name, value)
+        self.telemetry.frame_ages_ms = list(engine.frame_ages_ms)
+        severity = engine.severity_trace[-1] if engine.severity_trace else None
+        face_probs = np.stack(engine.face_probs) if engine.face_probs else np.zeros((0, 7), np.float32)
+        screening = screen_session(face_probs, engine.frames_analysed, engine.ticks, engine.voiced_share(),
+                                   severity, self.config.screen, has_audio=self.audio_source is not None,
+                                   demo_weights=self.demo_weights, labels=self.classifier.labels)
+        gaps = {}
+        if self.video_reader is not None and self.video_reader.gaps:
+            gaps["video"] = self.video_reader.gaps
+        if self.audio_reader is not None and self.audio_reader.gaps:
+            gaps["audio"] = self.audio_reader.gaps
+        notes = list(getattr(self.audio_source, "notes", []))
+        models = {"emotion": {"name": self.classifier.manifest.name, "file": self.classifier.file["file"],
+                              "backend": self.classifier.backend.description}}
+        if self.severity is not None:
+            models["severity"] = {"name": self.config.models.severity.name,
+                                  "backend": self.severity.model.backend.description}
+            if self.demo_weights:
+                models["severity"]["note"] = DEMO_WEIGHTS_NOTICE
+        return {
+            "session_id": self.session_id,
+            "started_utc": self.started_utc,
+            "profile": self.config.profile,
+            "notice": SCREENING_DISCLAIMER,
+            "complete": self.complete,
+            "stop_reason": self.stop_reason,
+            "duration_s": round(engine.ticks * 0.1, 1),
+            "sources": {"video": getattr(self.video_source, "name", None),
+                        "audio": getattr(self.audio_source, "name", None)},
+            "models": models,
+            "screening": screening,
+            "gaps": gaps,
+            "notes": notes,
+            "warnings": self.warnings,
+            "telemetry": self.telemetry.snapshot(),
+        }
+
+    def _write_outputs(self) -> None:
+        out = self.config.output
+        summary = self.summary
+        try:
+            Path(out.dir).mkdir(parents=True, exist_ok=True)
+            path = Path(out.dir) / f"{self.session_id}.json"
+            path.write_text(json.dumps(summary, indent=2))
+            summary["summary_file"] = str(path)
+        except OSError as exc:
+            self.warnings.append(f"summary not written to {out.dir}: {exc}")
+        if self.save_features:
+            context = self.config.models.severity.context
+            write_session_features(Path(self.save_features), self.engine.features(), context)
+            summary["features_file"] = self.save_features
+        if out.database:
+            store = ResultStore(out.database)
+            try:
+                store.save_session(summary)
+                if out.store_media:
+                    store.save_media(self.session_id, self.engine.media_crops, self.engine.media_audio)
+            finally:
+                store.close()
+            summary["database"] = out.database

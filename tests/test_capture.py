@@ -1,0 +1,391 @@
+"""Capture without hardware: file-backed sources and fakes of cv2.VideoCapture / pyaudio."""
+from __future__ import annotations
+
+import struct
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.capture.audio import AudioGap, AudioReader, MicSource, WavSource, open_audio_source
+from edge.capture.clock import Backoff, SessionClock
+from edge.capture.queues import END, DropOldestQueue
+from edge.capture.resample import Resampler
+from edge.capture.video import FileSource, VideoReader, check_opens, gstreamer_available, open_video_source
+from edge.errors import EdgeError
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_VIDEO = ROOT / "edge" / "samples" / "demo_face.mp4"
+FAST_BACKOFF = Backoff(0.01, 0.02)
+
+
+def drain(queue, timeout_s=5.0, limit=100000):
+    items, deadline = [], time.monotonic() + timeout_s
+    while time.monotonic() < deadline and len(items) < limit:
+        item = queue.get(timeout_s=0.2)
+        if item is END:
+            break
+        if item is not None:
+            items.append(item)
+    return items
+
+
+# ----- queues and resampling ----------------------------------------------------------
+def test_drop_oldest_queue_keeps_the_newest_and_counts_drops():
+    queue = DropOldestQueue(3)
+    for i in range(10):
+        queue.put(i)
+    assert queue.dropped == 7
+    assert [queue.get(0) for _ in range(3)] == [7, 8, 9]
+    assert queue.get(0.01) is None
+    assert queue.offer(1) and queue.offer(2) and queue.offer(3) and not queue.offer(4)
+    assert queue.dropped == 7  # offer never drops
+
+
+def test_blocking_queue_waits_instead_of_dropping():
+    queue = DropOldestQueue(2, block_when_full=True)
+    assert queue.put(1) and queue.put(2)
+    started = time.monotonic()
+    assert queue.put(3, timeout_s=0.1) is False  # still full after the timeout
+    assert time.monotonic() - started >= 0.09 and queue.dropped == 0
+
+
+@pytest.mark.parametrize("rate", [48000, 44100, 22050, 8000])
+def test_resampler_is_accurate_and_independent_of_chunking(rate):
+    t = np.arange(rate) / rate
+    tone = (0.5 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
+    whole = Resampler(rate).process(tone, final=True)
+    assert abs(len(whole) - 16000) <= 1
+    expected = 0.5 * np.sin(2 * np.pi * 300 * np.arange(len(whole)) / 16000)
+    assert np.abs(whole[200:-200] - expected[200:-200]).max() < 0.01
+    rng = np.random.default_rng(rate)
+    resampler, parts, i = Resampler(rate), [], 0
+    while i < len(tone):
+        n = int(rng.integers(1, 5000))
+        parts.append(resampler.process(tone[i:i + n], final=i + n >= len(tone)))
+        i += n
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+
+
+def test_resampler_removes_what_16khz_cannot_hold():
+    t = np.arange(48000) / 48000
+    high = np.sin(2 * np.pi * 12000 * t).astype(np.float32)  # above the 8 kHz Nyquist
+    out = Resampler(48000).process(high, final=True)
+    assert np.abs(out[100:-100]).max() < 0.05
+
+
+# ----- WAV files ----------------------------------------------------------------------
+def write_wav(path: Path, samples: np.ndarray, rate: int, channels: int = 1, width: int = 2) -> Path:
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(channels)
+        f.setsampwidth(width)
+        f.setframerate(rate)
+        if width == 2:
+            f.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+        else:
+            f.writeframes((np.clip(samples, -1, 1) * 127 + 128).astype(np.uint8).tobytes())
+    return path
+
+
+def test_wav_16k_mono_reads_unchanged(tmp_path):
+    x = (0.3 * np.sin(np.arange(16000) / 5.0)).astype(np.float32)
+    source = WavSource(str(write_wav(tmp_path / "a.wav", x, 16000)))
+    assert source.notes == []
+    got = np.concatenate(list(source.chunks()))
+    assert len(got) == 16000 and np.abs(got - x).max() < 1e-4
+
+
+def test_wav_at_48k_stereo_is_resampled_and_mixed_and_says_so(tmp_path):
+    t = np.arange(48000) / 48000
+    left = 0.4 * np.sin(2 * np.pi * 200 * t)
+    stereo = np.stack([left, left], axis=1).reshape(-1)
+    source = WavSource(str(write_wav(tmp_path / "b.wav", stereo, 48000, channels=2)))
+    assert "resampled 48000 Hz -> 16000 Hz" in source.notes
+    assert "2 channels averaged to mono" in source.notes
+    got = np.concatenate(list(source.chunks()))
+    assert abs(len(got) - 16000) <= 1
+    assert np.abs(got[200:-200] - 0.4 * np.sin(2 * np.pi * 200 * np.arange(len(got)) / 16000)[200:-200]).max() < 0.01
+
+
+def test_a_wav_of_another_format_is_refused_in_one_line(tmp_path):
+    # IEEE-float WAV (format 3): Python's wave module, and so the device, reads only PCM.
+    data = np.zeros(160, "<f4").tobytes()
+    header = b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack(
+        "<IHHIIHH", 16, 3, 1, 16000, 64000, 4, 32) + b"data" + struct.pack("<I", len(data))
+    float_wav = tmp_path / "float.wav"
+    float_wav.write_bytes(header + data)
+    with pytest.raises(EdgeError, match="not a PCM WAV") as info:
+        WavSource(str(float_wav))
+    assert "\n" not in str(info.value) and "ffmpeg" in str(info.value)
+    text = tmp_path / "notes.wav"
+    text.write_text("hello")
+    with pytest.raises(EdgeError, match="not a PCM WAV"):
+        open_audio_source(str(text))
+    with pytest.raises(EdgeError, match="does not exist"):
+        open_audio_source(str(tmp_path / "absent.wav"))
+
+
+def test_wav_reader_thread_delivers_every_sample_in_order(tmp_path):
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, 16000 * 3).astype(np.float32)
+    source = WavSource(str(write_wav(tmp_path / "c.wav", x, 16000)), chunk_ms=100)
+    reader = AudioReader(source, SessionClock(), queue_seconds=0.3, fast=True).start()
+    time.sleep(0.1)  # the reader fills its 3-chunk queue and waits: nothing is dropped
+    got = np.concatenate(drain(reader.queue))
+    reader.stop()
+    assert len(got) == len(x) and np.abs(got - x).max() < 1e-4
+    assert reader.overflow_samples == 0 and reader.queue.dropped == 0
+
+
+# ----- video --------------------------------------------------------------------------
+class FakeCapture:
+    """cv2.VideoCapture stand-in: `plan` lists, per open, how many frames it gives before failing."""
+
+    opens = []
+
+    def __init__(self, plan, size=(48, 64)):
+        self.plan = plan
+        self.size = size
+        self.left = plan.pop(0) if plan else 0
+        self.opened = self.left is not None
+        FakeCapture.opens.append(self.opened)
+
+    def isOpened(self):  # noqa: N802 - OpenCV's name
+        return self.opened
+
+    def read(self):
+        if not self.opened or self.left <= 0:
+            return False, None
+        self.left -= 1
+        return True, np.full(self.size + (3,), 100, np.uint8)
+
+    def set(self, *args):
+        return True
+
+    def get(self, *args):
+        return 0.0
+
+    def release(self):
+        self.opened = False
+
+
+def fake_factory(plan):
+    return lambda *args: FakeCapture(plan)
+
+
+def test_a_camera_that_cannot_be_opened_is_a_one_line_error():
+    source = open_video_source("camera:3", capture_factory=fake_factory([None]))
+    with pytest.raises(EdgeError, match="camera 3 cannot be opened") as info:
+        check_opens(source)
+    assert "\n" not in str(info.value)
+
+
+def test_a_camera_that_disappears_is_reopened_and_the_gap_recorded():
+    # Open 1 gives 5 frames then fails; two reopen attempts fail; open 4 gives 5 more.
+    plan = [5, None, None, 5]
+    source = open_video_source("camera:0", capture_factory=fake_factory(plan))
+    reader = VideoReader(source, SessionClock(), queue_frames=100, backoff=FAST_BACKOFF).start()
+    frames = drain(reader.queue, timeout_s=1.0, limit=10)
+    reader.stop()
+    assert len(frames) == 10
+    assert [f.index for f in frames] == list(range(10))
+    assert len(reader.gaps) >= 1
+    start, end = reader.gaps[0]
+    assert end > start  # the outage lasted at least the back-off delays
+    assert all(a.t_s <= b.t_s for a, b in zip(frames, frames[1:]))  # one monotonic clock
+
+
+def test_live_video_drops_the_oldest_frames_when_the_consumer_is_behind():
+    source = open_video_source("camera:0", capture_factory=fake_factory([50]))
+    reader = VideoReader(source, SessionClock(), queue_frames=4, backoff=FAST_BACKOFF).start()
+    deadline = time.monotonic() + 2.0
+    while reader.frames_in < 50 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    frames = drain(reader.queue, timeout_s=0.3, limit=4)
+    reader.stop()
+    assert reader.frames_in == 50
+    assert reader.dropped == 46
+    assert [f.index for f in frames] == [46, 47, 48, 49]  # the newest survive
+
+
+def test_gstreamer_needs_an_opencv_built_with_it():
+    import cv2
+
+    if gstreamer_available(cv2):
+        pytest.skip("this OpenCV has GStreamer")
+    with pytest.raises(EdgeError, match="no GStreamer support") as info:
+        open_video_source("gst:videotestsrc ! appsink")
+    assert "\n" not in str(info.value)
+
+
+def test_picamera2_absent_is_a_one_line_error():
+    with pytest.raises(EdgeError, match="picamera2 is not installed"):
+        open_video_source("picamera2")
+
+
+def test_video_files_bad_and_truncated(tmp_path):
+    with pytest.raises(EdgeError, match="does not exist"):
+        open_video_source(str(tmp_path / "none.mp4"))
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\x00" * 1000)
+    with pytest.raises(EdgeError, match="cannot be opened") as info:
+        open_video_source(str(junk))
+    assert "\n" not in str(info.value)
+    source = FileSource(str(DEMO_VIDEO))
+    assert source.fps == 30.0 and source.frame_count == 150
+    # A file that claims 150 frames but gives 20: the session uses them and says so.
+    source._factory = fake_factory([20])
+    reader = VideoReader(source, SessionClock(), queue_frames=4, fast=True).start()
+    frames = drain(reader.queue)
+    reader.stop()
+    assert len(frames) == 20 and reader.dropped == 0
+    assert [round(f.t_s, 4) for f in frames[:3]] == [0.0, round(1 / 30, 4), round(2 / 30, 4)]
+    assert any("truncated" in w for w in reader.warnings)
+
+
+# ----- microphone ---------------------------------------------------------------------
+class FakeStream:
+    def __init__(self, mic, rate):
+        self.mic = mic
+        self.rate = rate
+
+    def read(self, n, exception_on_overflow=True):
+        if self.mic.fail_after is not None:
+            if self.mic.reads >= self.mic.fail_after and not self.mic.failed:
+                self.mic.failed = True
+                raise OSError(-9988, "Stream closed")
+        self.mic.reads += 1
+        time.sleep(0.001)
+        t = (self.mic.reads * n + np.arange(n)) / self.rate
+        return (np.sin(2 * np.pi * 220 * t) * 8000).astype("<i2").tobytes()
+
+    def stop_stream(self):
+        pass
+
+    def close(self):
+        pass
+
+
+class FakePyAudio:
+    """A stand-in for the pyaudio module: devices, supported rates, failures."""
+
+    paInt16 = 8
+
+    def __init__(self, devices=1, rates=(16000,), fail_after=None):
+        self.devices = devices
+        self.rates = rates
+        self.fail_after = fail_after
+        self.failed = False
+        self.reads = 0
+        outer = self
+
+        class PyAudio:
+            def get_default_input_device_info(self):
+                if not outer.devices:
+                    raise OSError("No Default Input Device Available")
+                return {"index": 0, "name": "fake mic"}
+
+            def get_device_info_by_index(self, index):
+                if index >= outer.devices:
+                    raise OSError(-9996, "Invalid device")
+                return {"index": index, "name": "fake mic"}
+
+            def is_format_supported(self, rate, **kw):
+                if rate not in outer.rates:
+                    raise ValueError("Invalid sample rate")
+                return True
+
+            def open(self, rate, **kw):
+                return FakeStream(outer, rate)
+
+            def terminate(self):
+                pass
+
+        self.PyAudio = PyAudio
+
+
+def test_no_microphone_is_a_one_line_error():
+    with pytest.raises(EdgeError, match="No Default Input Device Available") as info:
+        open_audio_source("mic", pyaudio_module=FakePyAudio(devices=0))
+    assert "\n" not in str(info.value)
+    with pytest.raises(EdgeError, match="no microphone 4"):
+        open_audio_source("mic:4", pyaudio_module=FakePyAudio(devices=1))
+
+
+def test_a_microphone_at_an_unsupported_rate():
+    with pytest.raises(EdgeError, match="supports none of 16000, 48000, 44100 Hz"):
+        MicSource(rates_hz=(16000, 48000, 44100), pyaudio_module=FakePyAudio(rates=(8000,)))
+    mic = MicSource(rates_hz=(16000, 48000, 44100), pyaudio_module=FakePyAudio(rates=(48000,)))
+    assert mic.rate_hz == 48000 and "resampled" in mic.notes[0]
+    reader = AudioReader(mic, SessionClock(), queue_seconds=60).start()
+    time.sleep(0.1)
+    reader.stop()
+    chunks = drain(reader.queue, timeout_s=0.5)
+    total = sum(len(c) for c in chunks)
+    # 4800 samples a read at 48 kHz become 1600 at 16 kHz (the last read may still be in flight).
+    assert mic.pyaudio.reads * 1600 - 1700 < total <= mic.pyaudio.reads * 1600
+
+
+def test_a_microphone_that_disappears_leaves_a_recorded_gap():
+    fake = FakePyAudio(fail_after=3)
+    mic = MicSource(pyaudio_module=fake)
+    reader = AudioReader(mic, SessionClock(), queue_seconds=60, backoff=FAST_BACKOFF).start()
+    time.sleep(0.15)
+    reader.stop()
+    items = drain(reader.queue, timeout_s=0.5)
+    gaps = [i for i in items if isinstance(i, AudioGap)]
+    assert len(reader.gaps) == 1 and gaps and gaps[0].reason == "microphone lost"
+    assert gaps[0].samples > 0
+    assert sum(len(i) for i in items if not isinstance(i, AudioGap)) > 3 * 1600
+
+
+def test_microphone_overflow_is_counted_and_kept_as_a_gap():
+    mic = MicSource(pyaudio_module=FakePyAudio())
+    reader = AudioReader(mic, SessionClock(), queue_seconds=0.3).start()  # room for 3 chunks
+    time.sleep(0.1)  # nobody reads: the queue overflows
+    first = [reader.queue.get(0.5) for _ in range(3)]
+    time.sleep(0.05)
+    reader.stop()
+    rest = drain(reader.queue, timeout_s=0.5)
+    assert reader.overflow_samples > 0
+    assert all(isinstance(c, np.ndarray) for c in first)
+    gaps = [i for i in rest if isinstance(i, AudioGap)]
+    assert gaps and gaps[0].reason == "overflow"
+    # Every sample read from the device is either delivered or inside an overflow gap.
+    delivered = sum(len(i) for i in first + rest if isinstance(i, np.ndarray))
+    assert delivered + reader.overflow_samples == mic.pyaudio.reads * 1600
+
+
+def test_picamera2_source_with_a_fake_module():
+    from edge.capture.video import Picamera2Source
+
+    class Camera:
+        def create_video_configuration(self, main):
+            assert main == {"size": (320, 240), "format": "BGR888"}
+            return main
+
+        def configure(self, config):
+            pass
+
+        def start(self):
+            pass
+
+        def capture_array(self):
+            return np.zeros((240, 320, 3), np.uint8)
+
+        def stop(self):
+            pass
+
+        def close(self):
+            pass
+
+    class Module:
+        Picamera2 = Camera
+
+    source = Picamera2Source(320, 240, module=Module())
+    check_opens(source)
+    reader = VideoReader(source, SessionClock(), queue_frames=2).start()
+    frame = reader.queue.get(timeout_s=2.0)
+    reader.stop()
+    assert frame.image.shape == (240, 320, 3) and source.live

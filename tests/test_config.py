@@ -1,0 +1,75 @@
+"""The device-profile schema: defaults, the shipped profile, one-line errors naming the key."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edge.config import load_config, parse_config
+from edge.errors import EdgeError
+
+ROOT = Path(__file__).resolve().parent.parent
+DESKTOP = ROOT / "firmware_configs" / "desktop.yaml"
+
+
+def test_desktop_profile_loads_and_matches_schema_defaults():
+    config = load_config(str(DESKTOP))
+    assert config.profile == "desktop"
+    assert config.video.analysis_fps == 10
+    assert config.models.emotion.backend == "tflite"
+    assert config.output.store_media is False
+    # The profile spells every key out: its values equal the documented defaults.
+    assert config.as_dict() == parse_config({}).as_dict()
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"video": {"fsp": 30}}, "video.fsp"),
+    ({"colour": "red"}, "colour"),
+    ({"models": {"emotion": {"backed": "onnx"}}}, "models.emotion.backed"),
+])
+def test_unknown_keys_are_refused_by_name(data, key):
+    with pytest.raises(EdgeError) as info:
+        parse_config(data, "x.yaml")
+    message = str(info.value)
+    assert f"unknown key '{key}'" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"video": {"fps": "thirty"}}, "video.fps"),
+    ({"threads": True}, "threads"),
+    ({"threads": 1.5}, "threads"),
+    ({"output": {"store_media": "yes"}}, "output.store_media"),
+    ({"video": "camera"}, "video"),
+    ({"models": {"emotion": {"backend": "tensorrt"}}}, "models.emotion.backend"),
+    ({"video": {"analysis_fps": 0}}, "video.analysis_fps"),
+    ({"face": {"downscale": 1.5}}, "face.downscale"),
+    ({"audio": {"device_rates_hz": [16000, "x"]}}, "audio.device_rates_hz"),
+])
+def test_wrong_types_and_values_name_the_key(data, key):
+    with pytest.raises(EdgeError) as info:
+        parse_config(data, "x.yaml")
+    assert f"'{key}'" in str(info.value)
+
+
+def test_file_errors_are_one_line(tmp_path):
+    with pytest.raises(EdgeError, match="does not exist"):
+        load_config(str(tmp_path / "absent.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("video: [unclosed\n")
+    with pytest.raises(EdgeError, match="not valid YAML") as info:
+        load_config(str(bad))
+    assert "\n" not in str(info.value)
+
+
+def test_a_config_naming_a_missing_model_fails_in_one_line(tmp_path):
+    from edge.stream.models import load_models
+
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({"models": {"emotion": {"name": "no_such_model"}}}))
+    with pytest.raises(EdgeError, match="no_such_model") as info:
+        load_models(load_config(str(path)))
+    assert "\n" not in str(info.value)
+    path.write_text(yaml.safe_dump({"models": {"severity": {"name": "gone"}}}))
+    with pytest.raises(EdgeError, match="gone"):
+        load_models(load_config(str(path)))

@@ -1,0 +1,214 @@
+"""`edge run` end to end on the bundled sample (files, --fast): outputs, errors, interruption."""
+from __future__ import annotations
+
+import json
+import sqlite3
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from edge.cli import main
+from edge.config import parse_config
+from edge.features.tick import TICK_FEATURE_COUNT, read_session_features
+from edge.stream.runner import SessionRunner
+from edge.telemetry import prometheus_text
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_VIDEO = str(ROOT / "edge" / "samples" / "demo_face.mp4")
+DEMO_WAV = str(ROOT / "edge" / "samples" / "demo_speech.wav")
+DESKTOP = ROOT / "firmware_configs" / "desktop.yaml"
+
+
+def profile(tmp_path, **changes) -> Path:
+    data = yaml.safe_load(DESKTOP.read_text())
+    data["output"]["dir"] = str(tmp_path / "out")
+    data["output"]["database"] = str(tmp_path / "out" / "sessions.sqlite")
+    for dotted, value in changes.items():
+        node = data
+        *parents, leaf = dotted.split("__")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    path = tmp_path / "profile.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_edge_run_on_the_demo_sample(tmp_path, capsys):
+    features = tmp_path / "session.npz"
+    code = main(["run", "--config", str(profile(tmp_path)), "--video", DEMO_VIDEO, "--audio", DEMO_WAV,
+                 "--fast", "--json", "--save-features", str(features)])
+    assert code == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    ticks, summary = lines[:-1], lines[-1]["summary"]
+    assert [t["tick"] for t in ticks] == list(range(50))  # 5 s at 100 ms
+    assert all(t["note"] == "demo weights, not for screening" for t in ticks)
+    assert summary["complete"] is True and summary["notice"] == "Screening aid only, not a diagnosis."
+    vote = summary["screening"]["emotion_vote"]
+    assert vote["status"] == "ok" and vote["scaled"] is True and vote["frames_used"] == 48
+    assert summary["screening"]["phq8"]["status"] == "ok"
+    assert summary["screening"]["phq8"]["note"] == "demo weights, not for screening"
+    telemetry = summary["telemetry"]
+    counters = telemetry["counters"]
+    assert counters["frames_in"] == 150 and counters["frames_analysed"] == 50
+    assert counters["frames_dropped"] == 0 and counters["audio_overflow_samples"] == 0
+    for stage in ("capture_wait_ms", "decode_ms", "detect_ms", "preprocess_ms", "infer_emotion_ms",
+                  "infer_severity_ms", "audio_features_ms", "fusion_ms"):
+        assert {"p50", "p95", "p99"} <= set(telemetry["stages_ms"][stage]), stage
+    # FLOPs executed = faces x mini-Xception FLOPs + ticks x LSTM step FLOPs (from the manifests).
+    assert telemetry["flops_executed"] == 50 * 20326784 + 50 * 255936
+    assert telemetry["peak_rss_mb"] > 0 and telemetry["frame_age_ms"]["n"] == 50
+    stored, context = read_session_features(features)
+    assert stored.shape == (50, TICK_FEATURE_COUNT) and context == 0.0
+    saved = json.loads(Path(summary["summary_file"]).read_text())
+    assert saved["session_id"] == summary["session_id"]
+    db = sqlite3.connect(summary["database"])
+    row = db.execute("SELECT complete, vote_pattern, phq8_status FROM sessions").fetchone()
+    assert row == (1, vote["pattern"], "ok")
+    assert db.execute("SELECT COUNT(*) FROM session_media").fetchone()[0] == 0  # no raw media
+
+
+def test_text_output_and_store_media(tmp_path, capsys):
+    code = main(["run", "--config", str(profile(tmp_path, output__store_media=True)), "--video", DEMO_VIDEO,
+                 "--audio", DEMO_WAV, "--fast", "--duration", "1.5"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "emotion vote: abstained (too little face: 15 analysed frames" in out
+    assert "PHQ-8 estimate: abstained (session too short: 15 ticks" in out
+    assert "demo weights, not for screening" in out and "Screening aid only, not a diagnosis." in out
+    assert "frames in 45, analysed 15" in out
+    db = sqlite3.connect(str(tmp_path / "out" / "sessions.sqlite"))
+    assert db.execute("SELECT COUNT(*) FROM session_media").fetchone()[0] == 1
+
+
+def test_metrics_endpoint_serves_prometheus_text_on_loopback(tmp_path):
+    config = parse_config({"telemetry": {"http_port": 0}, "output": {"dir": str(tmp_path), "database": None}})
+    scraped = {}
+
+    def on_tick(record):
+        if record["tick"] == 10:
+            port = runner.metrics.port
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                scraped["text"] = response.read().decode()
+                scraped["type"] = response.headers["Content-Type"]
+
+    runner = SessionRunner(config, DEMO_VIDEO, DEMO_WAV, fast=True, duration_s=2.0, on_tick=on_tick)
+    summary = runner.run()
+    assert summary["complete"]
+    text = scraped["text"]
+    assert scraped["type"].startswith("text/plain")
+    assert 'edge_stage_latency_ms{stage="detect",quantile="99"}' in text
+    assert "# TYPE edge_flops_per_second gauge" in text and "edge_resident_memory_mb" in text
+
+
+def test_prometheus_text_format():
+    snapshot = {"stages_ms": {"detect_ms": {"n": 3, "p50": 1.0, "p95": 2.0, "p99": 3.0, "max": 3.0}},
+                "counters": {"frames_in": 10, "frames_dropped": 2, "ticks": 4}, "frame_age_ms": {"n": 0},
+                "flops_per_s": 5.0, "realtime_factor": 3.0, "cpu_share": 0.5, "rss_mb": 80.0, "peak_rss_mb": 90.0}
+    text = prometheus_text(snapshot)
+    assert 'edge_frames{kind="dropped"} 2' in text and 'edge_frames{kind="in"} 10' in text
+    assert 'edge_stage_latency_ms{stage="detect",quantile="50"} 1' in text
+    assert "edge_ticks 4" in text
+    for line in text.splitlines():
+        assert line.startswith("#") or line.startswith("edge_")
+
+
+def test_an_interrupted_session_still_writes_its_summary_and_row(tmp_path):
+    config = parse_config({"output": {"dir": str(tmp_path), "database": str(tmp_path / "s.sqlite")}})
+
+    def on_tick(record):
+        if record["tick"] == 12:
+            raise KeyboardInterrupt
+
+    runner = SessionRunner(config, DEMO_VIDEO, DEMO_WAV, fast=True, on_tick=on_tick)
+    summary = runner.run()
+    assert summary["complete"] is False and summary["stop_reason"] == "interrupted"
+    assert summary["duration_s"] >= 1.3
+    assert json.loads(Path(summary["summary_file"]).read_text())["complete"] is False
+    row = sqlite3.connect(str(tmp_path / "s.sqlite")).execute("SELECT complete FROM sessions").fetchone()
+    assert row == (0,)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--video", "/nonexistent.mp4"], "video /nonexistent.mp4 does not exist"),
+    (["--audio", __file__], "is not a PCM WAV file"),
+    (["--video", __file__], "cannot be opened"),
+    (["--camera", "7", "--duration", "1"], "camera 7 cannot be opened"),
+    (["--gst", "videotestsrc ! appsink"], "no GStreamer support"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
+    code = main(["run", "--config", str(profile(tmp_path))] + args)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_config_naming_a_missing_model(tmp_path, capsys):
+    path = profile(tmp_path, models__emotion__name="mini_xception_v9")
+    code = main(["run", "--config", str(path), "--video", DEMO_VIDEO, "--fast"])
+    err = capsys.readouterr().err
+    assert code == 2 and "mini_xception_v9" in err and err.count("\n") == 1
+
+
+def test_no_speech_abstains_the_phq8_estimate(tmp_path, capsys):
+    import wave
+
+    silent = tmp_path / "silence.wav"
+    with wave.open(str(silent), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(48000)
+        f.writeframes(np.zeros(48000 * 5, "<i2").tobytes())
+    code = main(["run", "--config", str(profile(tmp_path)), "--video", DEMO_VIDEO, "--audio", str(silent),
+                 "--fast", "--json"])
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])["summary"]
+    assert code == 0
+    assert "too little voice" in summary["screening"]["phq8"]["reason"]
+    assert summary["notes"] == ["resampled 48000 Hz -> 16000 Hz"]
+
+
+class PacedCamera:
+    """A fake cv2.VideoCapture: 30 fps of blank frames, gone for good after `frames`."""
+
+    def __init__(self, frames):
+        self.left = frames
+
+    def isOpened(self):  # noqa: N802 - OpenCV's name
+        return self.left > 0
+
+    def read(self):
+        import time
+
+        if self.left <= 0:
+            return False, None
+        self.left -= 1
+        time.sleep(1 / 30)
+        return True, np.full((120, 160, 3), 90, np.uint8)
+
+    def set(self, *args):
+        return True
+
+    def release(self):
+        pass
+
+
+def test_a_camera_that_goes_away_leaves_a_gap_and_the_session_goes_on(tmp_path):
+    config = parse_config({"output": {"dir": str(tmp_path), "database": None, "tick_jsonl": True}})
+    cameras = [PacedCamera(15)]  # the first open works for 0.5 s; every reopen fails
+
+    def factory(*args):
+        return cameras.pop(0) if cameras else PacedCamera(0)
+
+    ticks = []
+    runner = SessionRunner(config, "camera:0", None, duration_s=1.5, capture_factory=factory,
+                           on_tick=ticks.append)
+    summary = runner.run()
+    assert summary["complete"] and summary["stop_reason"] == "duration reached"
+    assert summary["gaps"]["video"] and summary["gaps"]["video"][0][0] < 0.8
+    assert len(ticks) >= 9  # ticks went on while the camera was away
+    assert summary["screening"]["emotion_vote"]["status"] == "abstained"  # no face in blank frames
+    lines = (tmp_path / f"{summary['session_id']}.ticks.jsonl").read_text().splitlines()
+    assert len(lines) == summary["telemetry"]["counters"]["ticks"] >= len(ticks)

@@ -1,0 +1,97 @@
+"""The session rules: the three-part emotion vote, PHQ-8 reading and abstention."""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from edge.config import parse_config
+from edge.screen import MESSAGES, PATTERN_LEVELS, screen_session, vote_rule
+from edge.screen.vote import FER_LABELS
+from edge.stream.severity import SeverityEstimate
+
+HAPPY = np.array([0, 0, 0, 0.9, 0.05, 0, 0.05], np.float32)
+SAD = np.array([0, 0.05, 0, 0.05, 0.9, 0, 0], np.float32)
+
+
+def session(pattern: str, per_part: int = 400) -> np.ndarray:
+    return np.concatenate([np.tile(HAPPY if p == "P" else SAD, (per_part, 1)) for p in pattern])
+
+
+@pytest.mark.parametrize("pattern", ["".join(p) for p in itertools.product("PN", repeat=3)])
+def test_every_pattern_maps_to_the_papers_level_and_message(pattern):
+    result = vote_rule(session(pattern))
+    assert result["status"] == "ok" and result["pattern"] == pattern
+    assert result["level"] == PATTERN_LEVELS[pattern]
+    assert result["message"] == MESSAGES[result["level"]]
+    assert result["scaled"] is False and result["frames_used"] == 1200
+
+
+def test_the_paper_table():
+    assert {k: v for k, v in PATTERN_LEVELS.items()} == {
+        "PPP": "No", "PPN": "Low", "PNP": "Mild", "NPP": "Mild",
+        "PNN": "High", "NPN": "High", "NNP": "High", "NNN": "High"}
+    assert MESSAGES["No"] == "You don't need to visit a doctor. Stay well."
+    assert MESSAGES["Low"] == MESSAGES["Mild"] == "Come back review after seven (7) days."
+    assert MESSAGES["High"] == "Contact a doctor or any Psychiatrist immediately."
+
+
+def test_only_the_first_1200_face_frames_vote():
+    probs = np.concatenate([session("PPP"), np.tile(SAD, (3000, 1))])
+    assert vote_rule(probs)["pattern"] == "PPP"
+
+
+def test_dominance_is_by_summed_probability_not_by_top_label():
+    # Each frame's top label is sad (0.45) but happy+neutral (0.5) outweighs sad+disgust (0.45).
+    frame = np.array([0.05, 0, 0, 0.25, 0.45, 0, 0.25], np.float32)
+    assert frame.argmax() == FER_LABELS.index("sad")
+    assert vote_rule(np.tile(frame, (1200, 1)))["pattern"] == "PPP"
+
+
+def test_angry_fear_surprise_do_not_vote_and_ties_count_negative():
+    angry = np.array([0.8, 0, 0.1, 0.05, 0.05, 0, 0], np.float32)  # happy 0.05 == sad 0.05
+    result = vote_rule(np.tile(angry, (1200, 1)))
+    assert result["pattern"] == "NNN"
+    fearful_but_neutral = np.array([0, 0, 0.7, 0, 0.1, 0.05, 0.15], np.float32)
+    assert vote_rule(np.tile(fearful_but_neutral, (1200, 1)))["pattern"] == "PPP"
+
+
+def test_short_sessions_are_scaled_and_very_short_ones_abstain():
+    result = vote_rule(session("PNP", per_part=20), min_frames=30)
+    assert result["status"] == "ok" and result["scaled"] is True
+    assert result["frames_used"] == 60 and result["pattern"] == "PNP" and result["level"] == "Mild"
+    abstained = vote_rule(session("PPP", per_part=5), min_frames=30)
+    assert abstained["status"] == "abstained" and "15" in abstained["reason"]
+
+
+MILD = SeverityEstimate(7.0, 1.5, "mild", 100, "")
+
+
+def _screen(probs, analysed, ticks=100, voiced=0.5, severity=MILD):
+    return screen_session(probs, analysed, ticks, voiced, severity, parse_config({}).screen)
+
+
+def test_session_reports_both_readings_with_caveats():
+    result = _screen(session("PPN", per_part=100), 300)
+    assert result["notice"] == "Screening aid only, not a diagnosis."
+    assert result["emotion_vote"]["level"] == "Low"
+    assert result["phq8"] == {"status": "ok", "mu": 7.0, "sigma": 1.5, "band": "mild", "ticks": 100,
+                              "note": "demo weights, not for screening"}
+    text = repr(result).lower()
+    assert "depressed" not in text and "anxiety" not in text
+
+
+def test_too_little_face_or_voice_abstains_with_reasons():
+    no_face = _screen(np.zeros((0, 7)), 300)
+    assert no_face["emotion_vote"]["status"] == "abstained"
+    assert "too little face" in no_face["emotion_vote"]["reason"]
+    assert "too little face" in no_face["phq8"]["reason"]
+    assert no_face["phq8"]["note"] == "demo weights, not for screening"
+    silent = _screen(session("PPP", per_part=100), 300, voiced=0.0)
+    assert silent["emotion_vote"]["status"] == "ok"
+    assert silent["phq8"]["status"] == "abstained" and "too little voice" in silent["phq8"]["reason"]
+    short = _screen(session("PPP", per_part=100), 300, ticks=5)
+    assert "too short" in short["phq8"]["reason"]
+    mostly_absent = _screen(session("PPP", per_part=20), 600)  # a face in 10 % of frames
+    assert mostly_absent["emotion_vote"]["status"] == "abstained"
