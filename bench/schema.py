@@ -11,7 +11,7 @@ from typing import List
 
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema.json"
 SCHEMA_NAME = "edge-bench-latency"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: `pipeline` became ours vs fer's per-frame pipeline (issue 5)
 
 _TYPES = {
     "object": lambda v: isinstance(v, dict),

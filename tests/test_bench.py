@@ -214,16 +214,3 @@ def test_user_errors_are_one_line(capsys, monkeypatch):
     assert "matplotlib" in err and "\n" not in err
     assert latency.main(["--peer", "/no/such.tflite", "--quiet", "--model", "mini_xception"]) == 2
     assert "--peer" in capsys.readouterr().err
-
-
-def test_pipeline_over_the_sample_video(tmp_path):
-    video = ROOT / "edge" / "samples" / "demo_face.mp4"
-    if not video.is_file():
-        pytest.skip("edge/samples/demo_face.mp4 is not in this checkout")
-    out = tmp_path / "pipe.json"
-    assert latency.main(["--pipeline", str(video), "--quiet", "--json", str(out)]) == 0
-    doc = json.loads(out.read_text())
-    assert schema.validate(doc) == [] and doc["rows"] == []
-    pipe = doc["pipeline"]
-    assert pipe["frames_in"] > 0 and pipe["realtime_factor"] > 0
-    assert pipe["stages_ms"]["infer_emotion_ms"]["n"] > 0

@@ -11,7 +11,8 @@ import pytest
 
 from tests.conftest import ROOT, SAMPLE_IMAGE
 
-FORBIDDEN = ("torch", "tensorflow", "fvcore", "export", "litert_torch", "onnx", "h5py", "skimage")
+FORBIDDEN = ("torch", "tensorflow", "fvcore", "export", "litert_torch", "onnx", "h5py", "skimage",
+             "mediapipe")
 
 
 def _imports(path: Path, top_level_only: bool):

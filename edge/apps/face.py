@@ -8,7 +8,7 @@ from typing import Dict
 from edge import SCREENING_DISCLAIMER
 from edge.emotion import EmotionClassifier
 from edge.errors import EdgeError
-from edge.features.face import HaarFaceDetector, import_cv2, to_gray
+from edge.features.face import import_cv2, open_face_detector, to_gray
 from edge.telemetry import StageTimer
 
 
@@ -32,16 +32,17 @@ def read_image(path: Path):
     return image
 
 
-def analyse_image(path: Path, backend: str, precision: str, models_dir=None, threads: int = 1) -> Dict:
+def analyse_image(path: Path, backend: str, precision: str, models_dir=None, threads: int = 1,
+                  detector_name: str = "haar") -> Dict:
     timer = StageTimer()
     with timer.stage("decode_ms"):
         image = read_image(path)
     with timer.stage("load_model_ms"):
         classifier = EmotionClassifier(backend, precision, models_dir, threads)
-        detector = HaarFaceDetector()
+        detector = open_face_detector(detector_name, models_dir, threads)
     with timer.stage("detect_ms"):
         gray = to_gray(image)
-        boxes = detector.detect(gray)
+        boxes = detector.detect(image, gray)
     with timer.stage("preprocess_ms"):
         faces = classifier.crops(gray, boxes)
     with timer.stage("infer_ms"):
@@ -52,6 +53,7 @@ def analyse_image(path: Path, backend: str, precision: str, models_dir=None, thr
         "image_size": [int(image.shape[1]), int(image.shape[0])],
         "model": {"name": classifier.manifest.name, "file": classifier.file["file"],
                   "backend": classifier.backend.description},
+        "detector": detector.name,
         "faces": [
             {"box": [int(v) for v in box],
              "emotions": {label: round(float(p), 4) for label, p in zip(classifier.labels, row)},
@@ -65,7 +67,7 @@ def analyse_image(path: Path, backend: str, precision: str, models_dir=None, thr
 
 def format_text(result: Dict) -> str:
     lines = [f"{result['image']} ({result['image_size'][0]}x{result['image_size'][1]}), "
-             f"{result['model']['file']} on {result['model']['backend']}"]
+             f"{result['model']['file']} on {result['model']['backend']}, {result['detector']} detector"]
     if not result["faces"]:
         lines.append("no face found")
     for i, face in enumerate(result["faces"]):
@@ -79,6 +81,7 @@ def format_text(result: Dict) -> str:
 
 
 def run(args) -> int:
-    result = analyse_image(Path(args.image), args.backend, args.precision, args.models_dir, args.threads)
+    result = analyse_image(Path(args.image), args.backend, args.precision, args.models_dir, args.threads,
+                           getattr(args, "detector", "haar"))
     print(json.dumps(result, indent=2) if args.json else format_text(result))
     return 0

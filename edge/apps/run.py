@@ -91,6 +91,8 @@ def run(args) -> int:
     from edge.stream.runner import SessionRunner
 
     config = load_config(args.config)
+    if getattr(args, "detector", None):
+        config.face.detector = args.detector  # the command line wins over the profile
     video, audio = choose_sources(args, config)
 
     def print_tick(record: Dict) -> None:

@@ -3,6 +3,10 @@
 The same functions prepare faces for training/calibration in `export/` and for
 inference on the device, so the two cannot drift apart.
 
+Detectors: `open_face_detector(name, ...)` gives "haar" (OpenCV's cascade, below) or
+"blazeface" (edge/features/blazeface.py); both have `detect(image, gray=None)` returning
+boxes (x, y, w, h) in frame pixels, largest first.
+
 Crop rule ("square_margin"): the detector's box is made square around its centre
 (side = the longer of width and height), grown by `margin_ratio` of that side on each
 edge, and cut from the grey frame; parts outside the frame repeat the border pixels.
@@ -91,9 +95,15 @@ class HaarFaceDetector:
         self.min_size = min_size
         self.downscale = downscale
 
-    def detect(self, gray: np.ndarray) -> List[Box]:
-        """Face boxes in `gray`, largest first."""
+    def detect(self, image: np.ndarray, gray: Optional[np.ndarray] = None) -> List[Box]:
+        """Face boxes (x, y, w, h) in frame pixels, largest first.
+
+        image: the grey, BGR or BGRA uint8 frame; gray: its grey version when the caller
+        already has it (the cascade works on grey; this saves a conversion).
+        """
         cv2 = import_cv2()
+        if gray is None:
+            gray = to_gray(image)
         small = gray
         if self.downscale != 1.0:
             small = cv2.resize(gray, None, fx=self.downscale, fy=self.downscale,
@@ -105,3 +115,23 @@ class HaarFaceDetector:
         boxes = [tuple(int(round(v / self.downscale)) for v in box) for box in found]
         boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
         return boxes
+
+
+FACE_DETECTORS = ("haar", "blazeface")
+
+
+def open_face_detector(name: str = "haar", models_dir: Optional[str] = None, threads: int = 1,
+                       min_size: int = 40, downscale: float = 1.0):
+    """The face detector called `name` (one of FACE_DETECTORS).
+
+    min_size: smallest face side in frame pixels (both). downscale: the frame scale the
+    Haar cascade runs at (BlazeFace always sees the whole frame at 128x128). models_dir
+    and threads: where the BlazeFace model lives and its inference threads.
+    """
+    if name == "haar":
+        return HaarFaceDetector(min_size=min_size, downscale=downscale)
+    if name == "blazeface":
+        from edge.features.blazeface import BlazeFaceDetector
+
+        return BlazeFaceDetector(models_dir=models_dir, threads=threads, min_size=min_size)
+    raise EdgeError(f"unknown face detector {name!r}; choose one of: {', '.join(FACE_DETECTORS)}")

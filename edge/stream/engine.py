@@ -132,7 +132,7 @@ class StreamEngine:
                 box, _ = self.tracker.track(gray)
         if box is None:  # on schedule, or the tracked face was lost
             with timer.stage("detect_ms"):
-                box = self.tracker.detect(gray)
+                box = self.tracker.detect(gray, frame.image)
         if box is None:
             return
         with timer.stage("preprocess_ms"):

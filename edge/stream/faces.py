@@ -1,6 +1,6 @@
 """Face tracking between detections: detect every N analysed frames, track in between.
 
-The detector (Haar, on a downscaled frame) is the expensive stage. Between detections
+The detector (Haar on a downscaled frame, or BlazeFace) is the expensive stage. Between detections
 the face is followed by template matching: the face patch from the last detection,
 scaled to TEMPLATE_SIDE pixels, is searched (normalised cross-correlation) in a window
 around the last box, and the box moves to the best match (its size is kept). A match
@@ -37,8 +37,13 @@ class FaceTracker:
         """True when this frame must run the detector (schedule, or no face known)."""
         return self.box is None or self._since + 1 >= self.detect_every
 
-    def detect(self, gray: np.ndarray) -> Optional[Box]:
-        boxes = self.detector.detect(gray)
+    def detect(self, gray: np.ndarray, image: Optional[np.ndarray] = None) -> Optional[Box]:
+        """Run the detector on this frame and restart tracking from its largest face.
+
+        gray: the grey frame (tracking works on it); image: the frame as captured (BGR),
+        for a detector that wants colour (BlazeFace); None gives it the grey frame.
+        """
+        boxes = self.detector.detect(gray if image is None else image, gray)
         self.detections += 1
         self._since = 0
         self.box = tuple(int(v) for v in boxes[0]) if boxes else None  # largest first
@@ -78,12 +83,12 @@ class FaceTracker:
         self.reuses += 1
         return self.box, float(best)
 
-    def update(self, gray: np.ndarray) -> Optional[Box]:
+    def update(self, gray: np.ndarray, image: Optional[np.ndarray] = None) -> Optional[Box]:
         """The face box for this analysed frame (detected or tracked), or None."""
         if self.needs_detection(gray):
-            return self.detect(gray)
+            return self.detect(gray, image)
         box, _ = self.track(gray)
-        return box if box is not None else self.detect(gray)
+        return box if box is not None else self.detect(gray, image)
 
     def reset(self) -> None:
         self.box = None

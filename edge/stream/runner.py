@@ -25,7 +25,7 @@ from edge.capture.clock import SessionClock
 from edge.capture.queues import END
 from edge.capture.video import VideoReader, check_opens, open_video_source
 from edge.errors import EdgeError
-from edge.features.face import HaarFaceDetector
+from edge.features.face import open_face_detector
 from edge.features.tick import write_session_features
 from edge.screen import screen_session
 from edge.store import ResultStore
@@ -92,8 +92,10 @@ class SessionRunner:
         self.demo_weights = bool(severity_manifest is not None and severity_manifest.demo_weights)
         self.telemetry = RunTelemetry(self.timer, flops)
         fcfg = config.face
-        detector = HaarFaceDetector(min_size=fcfg.min_size, downscale=fcfg.downscale)
-        self.tracker = FaceTracker(detector, fcfg.detect_every, fcfg.track_min_score)
+        with self.timer.stage("load_detector_ms"):
+            self.detector = open_face_detector(fcfg.detector, models_dir, config.threads,
+                                               fcfg.min_size, fcfg.downscale)
+        self.tracker = FaceTracker(self.detector, fcfg.detect_every, fcfg.track_min_score)
         self.clock = SessionClock()
         self.engine = StreamEngine(self.classifier, self.tracker, self.severity, vcfg.analysis_fps,
                                    has_video=self.video_source is not None,
@@ -263,7 +265,11 @@ class SessionRunner:
             gaps["audio"] = self.audio_reader.gaps
         notes = list(getattr(self.audio_source, "notes", []))
         models = {"emotion": {"name": self.classifier.manifest.name, "file": self.classifier.file["file"],
-                              "backend": self.classifier.backend.description}}
+                              "backend": self.classifier.backend.description},
+                  "face_detector": {"name": self.detector.name}}
+        if hasattr(self.detector, "backend"):
+            models["face_detector"].update(file=self.detector.file["file"],
+                                           backend=self.detector.backend.description)
         if self.severity is not None:
             models["severity"] = {"name": self.config.models.severity.name,
                                   "backend": self.severity.model.backend.description}
