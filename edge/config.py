@@ -48,6 +48,13 @@ def _precision(value) -> Optional[str]:
     return _one_of("fp32", "int8")(value)
 
 
+def _providers(value) -> Optional[str]:
+    # onnxruntime names, e.g. TensorrtExecutionProvider, CUDAExecutionProvider; the ones a
+    # device lacks are skipped at load time (the CPU is always the last resort).
+    ok = value and all(isinstance(v, str) and v.endswith("ExecutionProvider") for v in value)
+    return None if ok else "must be a non-empty list of onnxruntime provider names (...ExecutionProvider)"
+
+
 _INT = (int,)
 _NUM = (int, float)
 _STR = (str,)
@@ -89,6 +96,7 @@ SCHEMA: Dict[str, Union[dict, _Leaf]] = {
             "name": (_STR, "mini_xception", None),
             "backend": (_STR, "tflite", _backend),
             "precision": (_STR, "int8", _precision),
+            "providers": (_LIST, ["CPUExecutionProvider"], _providers),  # ONNX backend only
         },
         "severity": {
             "enabled": (_BOOL, True, None),
@@ -96,6 +104,7 @@ SCHEMA: Dict[str, Union[dict, _Leaf]] = {
             "backend": (_STR, "tflite", _backend),
             "precision": (_STR, "fp32", _precision),
             "context": (_NUM, 0.0, None),  # MoE context flag z (0: human-led interview)
+            "providers": (_LIST, ["CPUExecutionProvider"], _providers),  # ONNX backend only
         },
     },
     "screen": {

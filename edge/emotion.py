@@ -21,12 +21,16 @@ MODEL_NAME = "mini_xception"
 
 class EmotionClassifier:
     def __init__(self, backend: str = "tflite", precision: str = "int8",
-                 models_dir: Optional[str] = None, threads: int = 1):
+                 models_dir: Optional[str] = None, threads: int = 1, name: str = MODEL_NAME,
+                 providers: Optional[Sequence[str]] = None):
+        """`name`: the model folder; `providers`: onnxruntime execution providers in order
+        of preference (absent ones fall back to the CPU)."""
         if backend not in BACKENDS:
             raise EdgeError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
-        self.manifest = load_manifest(MODEL_NAME, models_dir)
+        self.manifest = load_manifest(name, models_dir)
         self.file = self.manifest.find_file(backend, precision)
-        self.backend = open_backend(backend, self.manifest.verified_path(self.file), threads=threads)
+        self.backend = open_backend(backend, self.manifest.verified_path(self.file), threads=threads,
+                                    providers=providers)
         pre = self.manifest.preprocess
         self.input_size = int(pre["input_size"][0])
         self.margin_ratio = float(pre["crop"]["margin_ratio"])

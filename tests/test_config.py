@@ -45,6 +45,8 @@ def test_unknown_keys_are_refused_by_name(data, key):
     ({"video": {"analysis_fps": 0}}, "video.analysis_fps"),
     ({"face": {"downscale": 1.5}}, "face.downscale"),
     ({"audio": {"device_rates_hz": [16000, "x"]}}, "audio.device_rates_hz"),
+    ({"models": {"emotion": {"providers": ["cuda"]}}}, "models.emotion.providers"),
+    ({"models": {"severity": {"providers": []}}}, "models.severity.providers"),
 ])
 def test_wrong_types_and_values_name_the_key(data, key):
     with pytest.raises(EdgeError) as info:
@@ -73,3 +75,22 @@ def test_a_config_naming_a_missing_model_fails_in_one_line(tmp_path):
     path.write_text(yaml.safe_dump({"models": {"severity": {"name": "gone"}}}))
     with pytest.raises(EdgeError, match="gone"):
         load_models(load_config(str(path)))
+
+
+def test_absent_onnx_providers_fall_back_to_the_cpu(tmp_path):
+    """A Jetson profile asks for TensorRT/CUDA; where onnxruntime lacks them the models still
+    load, on the CPU, and the backend description says which providers really run."""
+    from edge.stream.models import load_models
+
+    wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    path = tmp_path / "jetson.yaml"
+    path.write_text(yaml.safe_dump({"models": {
+        "emotion": {"backend": "onnx", "precision": "fp32", "providers": wanted},
+        "severity": {"backend": "onnx", "precision": "fp32", "providers": wanted}}}))
+    classifier, severity, _ = load_models(load_config(str(path)))
+    import onnxruntime
+
+    available = set(onnxruntime.get_available_providers())
+    for backend in (classifier.backend, severity.model.backend):
+        assert backend.providers == [p for p in wanted if p in available]
+        assert "CPUExecutionProvider" in backend.description

@@ -9,11 +9,11 @@ import pytest
 
 from edge.capture.audio import AudioGap
 from edge.capture.video import Frame
+from edge.emotion import EmotionClassifier
 from edge.features.face import HaarFaceDetector, import_cv2
 from edge.features.tick import TICK_FEATURE_COUNT, TICK_SAMPLES
 from edge.stream.engine import StreamEngine
 from edge.stream.faces import FaceTracker
-from edge.stream.models import NamedEmotionClassifier
 from edge.stream.severity import SeverityStream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +40,7 @@ def recording():
 
 @pytest.fixture(scope="module")
 def classifier():
-    return NamedEmotionClassifier("mini_xception", "tflite", "int8")
+    return EmotionClassifier("tflite", "int8")
 
 
 def make_engine(classifier, backend="onnx", **kw):

@@ -157,7 +157,7 @@ class SeverityStream:
 
     @classmethod
     def from_file(cls, manifest: ModelManifest, entry: dict, threads: int = 1,
-                  context: Optional[float] = None) -> SeverityStream:
+                  context: Optional[float] = None, providers: Optional[Sequence[str]] = None) -> SeverityStream:
         path: Path = manifest.verified_path(entry)
         spec = manifest.data
         try:
@@ -167,8 +167,8 @@ class SeverityStream:
             raise EdgeError(f"manifest of {MODEL_NAME} lacks features.size or state.shape; "
                             "rebuild it") from None
         chosen = spec.get("default_context", 0.0) if context is None else context
-        model = SeverityModel(open_backend(entry["format"], path, threads=threads), feature_size,
-                              state_shape, chosen)
+        backend = open_backend(entry["format"], path, threads=threads, providers=providers)
+        model = SeverityModel(backend, feature_size, state_shape, chosen)
         return cls(model, demo_weights=manifest.demo_weights)
 
     def reset(self) -> None:
