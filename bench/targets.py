@@ -39,22 +39,24 @@ def model_flops(manifest: ModelManifest) -> Optional[int]:
     return tick.get("flops_onnx") or tick.get("flops_fvcore")
 
 
+def open_reference(manifest: ModelManifest):
+    """(file name, backend) of the model's first loadable fp32 reference, or (None, None)."""
+    for backend, precision in REFERENCE_FILES:
+        try:
+            entry = manifest.find_file(backend, precision)
+            return entry["file"], open_backend(backend, manifest.verified_path(entry), threads=1)
+        except EdgeError:
+            continue
+    return None, None
+
+
 class FaceReference:
     """Top-1 labels of the fixed faces by the model's fp32 reference file."""
 
     def __init__(self, manifest: ModelManifest):
         self.faces = fixed_inputs.load_faces(int(manifest.preprocess["input_size"][0]))
-        self.name = None
-        self.top1 = None
-        for backend, precision in REFERENCE_FILES:
-            try:
-                entry = manifest.find_file(backend, precision)
-                ref = open_backend(backend, manifest.verified_path(entry), threads=1)
-            except EdgeError:
-                continue
-            self.name = entry["file"]
-            self.top1 = self.predict(ref)
-            break
+        self.name, ref = open_reference(manifest)
+        self.top1 = None if ref is None else self.predict(ref)
 
     def predict(self, backend) -> np.ndarray:
         shape = backend.inputs[0].shape
@@ -74,17 +76,8 @@ class TickReference:
     def __init__(self, manifest: ModelManifest):
         self.manifest = manifest
         self.sessions = fixed_inputs.load_ticks()
-        self.name = None
-        self.mu = None
-        for backend, precision in REFERENCE_FILES:
-            try:
-                entry = manifest.find_file(backend, precision)
-                ref = open_backend(backend, manifest.verified_path(entry), threads=1)
-            except EdgeError:
-                continue
-            self.name = entry["file"]
-            self.mu = self.predict(ref)
-            break
+        self.name, ref = open_reference(manifest)
+        self.mu = None if ref is None else self.predict(ref)
 
     def model(self, backend) -> SeverityModel:
         spec = self.manifest.data

@@ -11,14 +11,13 @@ length (silence with a record), so audio and video stay aligned.
 from __future__ import annotations
 
 import os
-import threading
 import wave
 from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from edge.capture.clock import Backoff, SessionClock
-from edge.capture.queues import END, DropOldestQueue
+from edge.capture.queues import CaptureThread, DropOldestQueue
 from edge.capture.resample import Resampler
 from edge.errors import EdgeError
 
@@ -180,13 +179,15 @@ def open_audio_source(spec: Optional[str], rates_hz: Sequence[int] = (16000, 480
     return WavSource(spec, chunk_ms)
 
 
-class AudioReader:
+class AudioReader(CaptureThread):
     """Reads an audio source in its own thread into a bounded queue of 16 kHz chunks.
 
     WAV files are played in real time (or as fast as the engine takes them with
     fast=True) and never lose a sample. The microphone is read as it comes; see the
     module docstring for overflow and gaps.
     """
+
+    thread_name = "audio capture"
 
     def __init__(self, source, clock: SessionClock, queue_seconds: float = 30.0, fast: bool = False,
                  backoff: Optional[Backoff] = None, stall_timeout_s: float = 5.0):
@@ -201,28 +202,7 @@ class AudioReader:
         self.warnings: List[str] = []
         self.backoff = backoff or Backoff()
         self.stall_timeout_s = stall_timeout_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="audio-capture", daemon=True)
-
-    def start(self) -> AudioReader:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.queue.close()
-        self._thread.join(timeout=2.0)
-
-    def _run(self) -> None:
-        try:
-            if self.source.live:
-                self._run_mic()
-            else:
-                self._run_file()
-        except Exception as exc:  # never die silently
-            self.warnings.append(f"audio capture stopped: {type(exc).__name__}: {exc}")
-        finally:
-            self.queue.put(END)
+        super().__init__()
 
     def _run_file(self) -> None:
         for chunk in self.source.chunks():
@@ -249,7 +229,7 @@ class AudioReader:
         if not isinstance(item, AudioGap):
             self.samples_in += samples
 
-    def _run_mic(self) -> None:
+    def _run_live(self) -> None:
         source = self.source
         resampler = Resampler(source.rate_hz, SAMPLE_RATE_HZ)
         self._pending_gap = 0

@@ -66,3 +66,38 @@ class DropOldestQueue:
     def __len__(self) -> int:
         with self._cond:
             return len(self._items)
+
+
+class CaptureThread:
+    """Runs a source on its own daemon thread, feeding `self.queue`.
+
+    Subclasses set `self.queue` and `self.warnings` and define `_run_live` and
+    `_run_file`. Whatever happens inside them, the queue ends with END, so the
+    consumer never waits for a thread that died: the failure becomes a warning.
+    """
+
+    thread_name = "capture"
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+
+    def start(self) -> CaptureThread:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.queue.close()
+        self._thread.join(timeout=2.0)
+
+    def _run(self) -> None:
+        try:
+            if self.source.live:
+                self._run_live()
+            else:
+                self._run_file()
+        except Exception as exc:  # a capture thread must never die silently
+            self.warnings.append(f"{self.thread_name} stopped: {type(exc).__name__}: {exc}")
+        finally:
+            self.queue.put(END)

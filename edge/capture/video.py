@@ -9,14 +9,13 @@ source stamps each frame with the session clock when it was grabbed.
 """
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from edge.capture.clock import Backoff, SessionClock
-from edge.capture.queues import END, DropOldestQueue
+from edge.capture.queues import CaptureThread, DropOldestQueue
 from edge.errors import EdgeError
 from edge.features.face import import_cv2
 
@@ -193,7 +192,7 @@ def _has_v4l2(cv2) -> bool:
     return sys.platform.startswith("linux") and hasattr(cv2, "CAP_V4L2")
 
 
-class VideoReader:
+class VideoReader(CaptureThread):
     """Reads a VideoSource in its own thread into a bounded queue of Frames.
 
     Live sources and files played in real time drop the oldest queued frame when the
@@ -201,6 +200,8 @@ class VideoReader:
     A live source that stops giving frames is reopened with back-off; each outage is
     recorded in `gaps` as (start_s, end_s) on the session clock.
     """
+
+    thread_name = "video capture"
 
     def __init__(self, source: VideoSource, clock: SessionClock, queue_frames: int = 4, fast: bool = False,
                  stall_timeout_s: float = 5.0, backoff: Optional[Backoff] = None):
@@ -213,32 +214,12 @@ class VideoReader:
         self.warnings: List[str] = []
         self.stall_timeout_s = stall_timeout_s
         self.backoff = backoff or Backoff()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="video-capture", daemon=True)
+        super().__init__()
 
     @property
     def dropped(self) -> int:
         return self.queue.dropped
 
-    def start(self) -> VideoReader:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.queue.close()
-        self._thread.join(timeout=2.0)
-
-    def _run(self) -> None:
-        try:
-            if self.source.live:
-                self._run_live()
-            else:
-                self._run_file()
-        except Exception as exc:  # a capture thread must never die silently
-            self.warnings.append(f"video capture stopped: {type(exc).__name__}: {exc}")
-        finally:
-            self.queue.put(END)
 
     def _run_file(self) -> None:
         reader = self.source.open()
