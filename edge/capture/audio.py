@@ -10,7 +10,9 @@ length (silence with a record), so audio and video stay aligned.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import wave
 from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -110,6 +112,27 @@ def _import_pyaudio():
     return pyaudio
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Hide what PortAudio's C backends (ALSA, JACK) print while probing devices: dozens
+    of lines on a box without a sound card, before our own one-line message."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):  # stderr replaced (tests, services)
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(devnull)
+        os.close(saved)
+
+
 class MicSource:
     """A microphone through pyaudio: 16 kHz mono, or 48/44.1 kHz resampled to 16 kHz."""
 
@@ -121,14 +144,17 @@ class MicSource:
         self.index = index
         self.chunk_ms = chunk_ms
         self.notes: List[str] = []
-        self.pa = self.pyaudio.PyAudio()
+        self.pa = None
         try:
-            if index is None:
-                info = self.pa.get_default_input_device_info()
-            else:
-                info = self.pa.get_device_info_by_index(index)
+            with _native_stderr_silenced():
+                self.pa = self.pyaudio.PyAudio()
+                if index is None:
+                    info = self.pa.get_default_input_device_info()
+                else:
+                    info = self.pa.get_device_info_by_index(index)
         except (OSError, ValueError) as exc:
-            self.pa.terminate()
+            if self.pa is not None:
+                self.pa.terminate()
             which = "default microphone" if index is None else f"microphone {index}"
             raise EdgeError(f"no {which}: {exc}; connect one (see `edge doctor`) or use --audio FILE") from None
         self.device_index = int(info.get("index", index or 0))
