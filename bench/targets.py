@@ -109,6 +109,7 @@ def _face_runner(backend, faces: np.ndarray) -> Runner:
 
 def _tick_runner(backend, reference: TickReference) -> Runner:
     model = reference.model(backend)
+    session_ticks = reference.sessions.shape[1]
     ticks = reference.sessions.reshape(-1, reference.sessions.shape[-1])
     in_slots = io_order(backend.inputs, range(len(backend.inputs)))
     out_slots = io_order(backend.outputs, range(len(backend.outputs)))
@@ -122,7 +123,7 @@ def _tick_runner(backend, reference: TickReference) -> Runner:
 
     def after(outputs: list, index: int) -> tuple:
         h, c = outputs[out_slots[2]], outputs[out_slots[3]]
-        if index % len(ticks) == 0:  # a new session starts from zero state
+        if index % session_ticks == 0:  # each fixed session starts from zero state
             h, c = model.initial_state()
         return feeds(ticks[index % len(ticks)], h, c)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from edge.errors import EdgeError
 from edge.features.blazeface import ANCHOR_OPTIONS, DECODE_OPTIONS, INPUT_SIZE, MODEL_NAME, ssd_anchors
-from export.manifest_writer import _version, file_entry, write_manifest
+from export.manifest_writer import file_entry, package_version, write_manifest
 
 MODEL_PATH_IN_WHEEL = "mediapipe/modules/face_detection/face_detection_short_range.tflite"
 SHIPPED_FILE = "face_detection_short_range.tflite"
@@ -116,7 +116,7 @@ def build(wheel: Path, models_dir: Path) -> Path:
         "anchors": dict(ANCHOR_OPTIONS, count=int(len(anchors))),
         "decode": dict(DECODE_OPTIONS),
         "metrics": {"note": "no accuracy or FLOPs measured here; see the model card for Google's figures"},
-        "built_with": {"python": platform.python_version(), "ai_edge_litert": _version("ai-edge-litert")},
+        "built_with": {"python": platform.python_version(), "ai_edge_litert": package_version("ai-edge-litert")},
     }
     entry = file_entry(folder / SHIPPED_FILE, "tflite", "fp32")
     return write_manifest(folder, manifest, [entry])

@@ -13,6 +13,7 @@ from edge.features.face import DEFAULT_MARGIN_RATIO
 from export.convert.onnx_export import export_onnx, quantize_onnx_static
 from export.convert.tflite_export import export_tflite_fp32, export_tflite_int8
 from export.data.faces import face_set, random_inputs
+from export.determinism import build_threads
 from export.fer_import import FER_LABELS, FER_VERSION
 from export.flops import fvcore_macs, onnx_macs
 from export.manifest_writer import file_entry, write_manifest
@@ -54,8 +55,13 @@ def export_files(model: MiniXception, out_dir: Path) -> Dict[str, Path]:
 
 
 def build(model: MiniXception, out_dir: Path, trained_on: str, metrics: Dict) -> Path:
-    """Export, check parity of every file against `model`, write the manifest."""
-    model = model.eval()
+    """Export, check parity of every file against `model`, write the manifest (on one
+    torch thread, so the int8 calibration does not depend on the host: export.determinism)."""
+    with build_threads():
+        return _build(model.eval(), out_dir, trained_on, metrics)
+
+
+def _build(model: MiniXception, out_dir: Path, trained_on: str, metrics: Dict) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     inputs = parity_inputs(model.input_size)
     with tempfile.TemporaryDirectory() as tmp:

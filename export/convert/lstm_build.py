@@ -16,6 +16,7 @@ from edge.stream.severity import BAND_NAMES, BAND_UPPER, MODEL_NAME, SeverityMod
 from export.convert import lstm_export
 from export.data.sequences import split
 from export.data.synthetic import synthetic_sessions
+from export.determinism import build_threads
 from export.flops import LSTM_HANDLES, fvcore_macs, onnx_macs
 from export.manifest_writer import file_entry, write_manifest
 from export.models.lstm_moe import CONFIGS, LstmMoE, build_model, count_parameters
@@ -76,8 +77,13 @@ def _quiet(fn, *args):
 
 def build_moe(models_dir: Path, sessions: int = 400, steps: int = 100, epochs: int = 25,
               seed: int = 0, log=print) -> Path:
-    """Train the `edge` config on synthetic sessions and write every shipped file + manifest."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    """Train the `edge` config on synthetic sessions and write every shipped file + manifest
+    (on one torch thread, so the bytes do not depend on the host: export.determinism)."""
+    with build_threads():
+        return _build_moe(models_dir, sessions, steps, epochs, seed, log)
+
+
+def _build_moe(models_dir: Path, sessions: int, steps: int, epochs: int, seed: int, log) -> Path:
     folder = Path(models_dir) / MODEL_NAME
     folder.mkdir(parents=True, exist_ok=True)
     data = synthetic_sessions(sessions, steps=steps, config_name="edge", seed=seed)

@@ -3,7 +3,7 @@
 Why this route (see TOOLCHAIN.md): litert-torch keeps max-pool padding exact (-inf) and
 its PT2E int8 output was the most accurate and smallest of the routes tried; onnx2tf
 padded max-pool with zeros and rewrote its input. Every file is passed through
-`compact_tflite` (names and zero biases stripped; outputs unchanged).
+`compact_tflite` (internal names dropped, identical vectors shared; outputs unchanged).
 """
 from __future__ import annotations
 
@@ -43,6 +43,11 @@ def export_tflite_int8(model: torch.nn.Module, sample: Sequence[torch.Tensor], p
                        calibration: np.ndarray) -> Path:
     """Weights int8 per channel, activations int8 per tensor (calibrated with a histogram
     observer on `calibration`, one sample at a time); input int8, output float32."""
+    return _write(convert_int8(model, sample, calibration), path)
+
+
+def convert_int8(model: torch.nn.Module, sample: Sequence[torch.Tensor], calibration: np.ndarray):
+    """The litert-torch model of `export_tflite_int8`, before it is written and compacted."""
     _quiet()
     import litert_torch
     from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
@@ -55,6 +60,4 @@ def export_tflite_int8(model: torch.nn.Module, sample: Sequence[torch.Tensor], p
         for item in calibration:
             prepared(torch.from_numpy(item[None]))
     converted = convert_pt2e(prepared, fold_quantize=False)
-    edge_model = litert_torch.convert(converted, tuple(sample),
-                                      quant_config=QuantConfig(pt2e_quantizer=quantizer))
-    return _write(edge_model, path)
+    return litert_torch.convert(converted, tuple(sample), quant_config=QuantConfig(pt2e_quantizer=quantizer))

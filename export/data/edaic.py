@@ -8,8 +8,9 @@ Layout (as distributed):
 
 Each participant becomes one sequence for the `paper` config: the 17 AU intensities of
 every `stride`-th video frame (stride 3: 30 fps -> 10 steps a second, our tick rate)
-followed by the eGeMAPS row nearest in time. Context z is 1 for participants 600 and
-above (interviews led by the autonomous agent) and 0 below (human-controlled agent).
+followed by the first eGeMAPS row at or after it in time (the last row past the end).
+Context z is 1 for participants 600 and above (interviews led by the autonomous agent)
+and 0 below (human-controlled agent).
 """
 from __future__ import annotations
 
@@ -73,8 +74,8 @@ def load_participant(root: Path, participant: int, score: float, stride: int = 3
     video_t = aus["timestamp"][::stride]
     visual = np.stack([aus[a][::stride] for a in PAPER_AUS], axis=1)
     audio_t = audio["frameTime"]
-    nearest = np.clip(np.searchsorted(audio_t, video_t), 0, len(audio_t) - 1)
-    acoustic = np.stack([audio[k] for k in audio_names], axis=1)[nearest]
+    at_or_after = np.clip(np.searchsorted(audio_t, video_t), 0, len(audio_t) - 1)
+    acoustic = np.stack([audio[k] for k in audio_names], axis=1)[at_or_after]
     features = np.concatenate([visual, acoustic], axis=1).astype(np.float32)
     context = 1.0 if participant >= AUTONOMOUS_FROM_ID else 0.0
     return LabelledSequence(str(participant), features, context, score)

@@ -127,6 +127,7 @@ def train(model: LstmMoE, train_set: List[LabelledSequence], val_set: List[Label
     for epoch in range(config.max_epochs):
         model.train()
         optimiser.zero_grad()
+        losses = []
         for step in range(config.batches_per_epoch):
             picked = [train_set[i] for i in rng.integers(0, len(train_set), size=config.batch_size)]
             features, context, score = _batch(picked, config.chunk_steps, rng)
@@ -138,13 +139,15 @@ def train(model: LstmMoE, train_set: List[LabelledSequence], val_set: List[Label
             band = torch.tensor([band_of(s) for s in score.tolist()])[:, None].expand_as(mu)
             loss = moe_loss(mu, sigma, target, band, config.focal_gamma, config.focal_weight)
             (loss / config.accumulate).backward()
+            losses.append(loss.item())
             if (step + 1) % config.accumulate == 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
                 optimiser.step()
                 optimiser.zero_grad()
         val = metrics(predict(model, val_set), val_set)
-        history.append({"epoch": epoch, "loss": float(loss), "val_mae": val["mae"]})
-        log(f"epoch {epoch:3d}  loss {float(loss):7.3f}  val MAE {val['mae']:.3f}")
+        epoch_loss = float(np.mean(losses))
+        history.append({"epoch": epoch, "loss": epoch_loss, "val_mae": val["mae"]})
+        log(f"epoch {epoch:3d}  loss {epoch_loss:7.3f}  val MAE {val['mae']:.3f}")
         if val["mae"] < best_mae - 1e-4:
             best_mae, best_state, stale = val["mae"], copy.deepcopy(model.state_dict()), 0
         else:
