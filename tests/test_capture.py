@@ -138,6 +138,21 @@ def test_wav_reader_thread_delivers_every_sample_in_order(tmp_path):
     assert reader.overflow_samples == 0 and reader.queue.dropped == 0
 
 
+def test_a_truncated_wav_keeps_its_whole_samples_and_says_so(tmp_path):
+    x = np.random.default_rng(1).uniform(-0.5, 0.5, 16000).astype(np.float32)
+    path = write_wav(tmp_path / "t.wav", x, 16000)
+    data = path.read_bytes()
+    path.write_bytes(data[:-2001])  # the header still says 16000 samples; the last one is cut in half
+    source = WavSource(str(path), chunk_ms=100)
+    reader = AudioReader(source, SessionClock(), fast=True).start()
+    got = np.concatenate(drain(reader.queue))
+    reader.stop()
+    assert len(got) == 14999 and np.abs(got - x[:14999]).max() < 1e-4
+    assert not any("stopped" in w for w in reader.warnings)
+    assert any("ended after 14999 of 16000 samples" in w for w in reader.warnings)
+    assert reader.gaps == [(0.937, 1.0, "audio file truncated")]
+
+
 # ----- video --------------------------------------------------------------------------
 class FakeCapture:
     """cv2.VideoCapture stand-in: `plan` lists, per open, how many frames it gives before failing."""
@@ -355,6 +370,21 @@ def test_microphone_overflow_is_counted_and_kept_as_a_gap():
     # Every sample read from the device is either delivered or inside an overflow gap.
     delivered = sum(len(i) for i in first + rest if isinstance(i, np.ndarray))
     assert delivered + reader.overflow_samples == mic.pyaudio.reads * 1600
+
+
+def test_microphone_audio_starts_at_the_session_clock():
+    mic = MicSource(pyaudio_module=FakePyAudio())
+    clock = SessionClock()
+    time.sleep(0.3)  # the session started a while before the microphone stream opens
+    reader = AudioReader(mic, clock, queue_seconds=60).start()
+    first = reader.queue.get(timeout_s=2.0)
+    opened_s = clock.now_s()
+    reader.stop()
+    assert isinstance(first, AudioGap) and first.reason == "microphone start"
+    # The gap and the first 1600-sample chunk end when that chunk arrived on the session clock.
+    assert 0.3 * 16000 - 1600 <= first.samples <= opened_s * 16000 - 1600
+    rest = drain(reader.queue, timeout_s=0.5)
+    assert isinstance(rest[0], np.ndarray) and not any(isinstance(i, AudioGap) for i in rest)
 
 
 def test_picamera2_source_with_a_fake_module():

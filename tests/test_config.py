@@ -94,3 +94,12 @@ def test_absent_onnx_providers_fall_back_to_the_cpu(tmp_path):
     for backend in (classifier.backend, severity.model.backend):
         assert backend.providers == [p for p in wanted if p in available]
         assert "CPUExecutionProvider" in backend.description
+
+
+@pytest.mark.parametrize("screen", [{"vote_frames": 20, "min_vote_frames": 30},
+                                    {"vote_frames": 1200, "min_vote_frames": 1201}])
+def test_min_vote_frames_must_not_exceed_vote_frames(screen):
+    with pytest.raises(EdgeError, match="key 'screen.min_vote_frames' must be between 1 and") as info:
+        parse_config({"screen": screen})
+    assert "\n" not in str(info.value)
+    assert parse_config({"screen": {"vote_frames": 30, "min_vote_frames": 30}}).screen.min_vote_frames == 30

@@ -40,3 +40,24 @@ def test_doctor_reports_backends_cameras_and_microphones():
     assert report["tflite"]["available"] and report["onnxruntime"]["available"]
     assert "v4l2_devices" in report["cameras"] and "pyaudio" in report["microphones"]
     assert report["usable_cpus"] >= 1
+
+
+def test_face_json_prints_nothing_on_stderr():
+    """LiteRT's XNNPACK INFO line and OpenCV's logs stay out of the user's terminal."""
+    proc = _edge("face", "edge/samples/astronaut.jpg", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["faces"]
+    assert proc.stderr == ""
+
+
+def test_a_run_and_a_truncated_mp4_print_only_our_lines(tmp_path):
+    out = tmp_path / "out"
+    config = tmp_path / "profile.yaml"
+    config.write_text(f"output:\n  dir: {out}\n  database: null\n")
+    proc = _edge("run", "--config", str(config), "--video", "edge/samples/demo_face.mp4",
+                 "--audio", "edge/samples/demo_speech.wav", "--fast", "--duration", "1")
+    assert proc.returncode == 0 and proc.stderr == ""
+    truncated = tmp_path / "cut.mp4"
+    truncated.write_bytes((ROOT / "edge" / "samples" / "demo_face.mp4").read_bytes()[:20000])
+    proc = _edge("run", "--config", str(config), "--video", str(truncated), "--fast")
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("edge: error: video"), proc.stderr

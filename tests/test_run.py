@@ -13,6 +13,8 @@ import yaml
 from edge.cli import main
 from edge.config import parse_config
 from edge.features.tick import TICK_FEATURE_COUNT, read_session_features
+from edge.manifest import load_manifest
+from edge.stream.models import emotion_flops, severity_flops
 from edge.stream.runner import SessionRunner
 from edge.telemetry import prometheus_text
 
@@ -46,9 +48,13 @@ def test_edge_run_on_the_demo_sample(tmp_path, capsys):
     ticks, summary = lines[:-1], lines[-1]["summary"]
     assert [t["tick"] for t in ticks] == list(range(50))  # 5 s at 100 ms
     assert all(t["note"] == "demo weights, not for screening" for t in ticks)
+    assert all(t["provisional"] is True for t in ticks)  # running estimates, not readings
+    assert ticks[0]["notice"] == "Screening aid only, not a diagnosis."
+    assert all("notice" not in t for t in ticks[1:])  # said once, lines stay light
     assert summary["complete"] is True and summary["notice"] == "Screening aid only, not a diagnosis."
     vote = summary["screening"]["emotion_vote"]
     assert vote["status"] == "ok" and vote["scaled"] is True and vote["frames_used"] == 48
+    assert vote["provisional"] is True and "provisional: 48 of the 1200" in vote["caveat"]
     assert summary["screening"]["phq8"]["status"] == "ok"
     assert summary["screening"]["phq8"]["note"] == "demo weights, not for screening"
     telemetry = summary["telemetry"]
@@ -59,7 +65,10 @@ def test_edge_run_on_the_demo_sample(tmp_path, capsys):
                   "infer_severity_ms", "audio_features_ms", "fusion_ms"):
         assert {"p50", "p95", "p99"} <= set(telemetry["stages_ms"][stage]), stage
     # FLOPs executed = faces x mini-Xception FLOPs + ticks x LSTM step FLOPs (from the manifests).
-    assert telemetry["flops_executed"] == 50 * 20326784 + 50 * 255936
+    emotion = emotion_flops(load_manifest("mini_xception"))
+    severity = severity_flops(load_manifest("lstm_moe"))
+    assert emotion > 1e7 and severity > 1e5
+    assert telemetry["flops_executed"] == 50 * emotion + 50 * severity
     assert telemetry["peak_rss_mb"] > 0 and telemetry["frame_age_ms"]["n"] == 50
     stored, context = read_session_features(features)
     assert stored.shape == (50, TICK_FEATURE_COUNT) and context == 0.0
@@ -84,6 +93,12 @@ def test_text_output_and_store_media(tmp_path, capsys):
     assert db.execute("SELECT COUNT(*) FROM session_media").fetchone()[0] == 1
 
 
+def test_text_output_says_a_short_vote_is_provisional(tmp_path, capsys):
+    code = main(["run", "--config", str(profile(tmp_path)), "--video", DEMO_VIDEO, "--audio", DEMO_WAV, "--fast"])
+    out = capsys.readouterr().out
+    assert code == 0 and "(PROVISIONAL: 48 of 1200 face frames)" in out
+
+
 def test_metrics_endpoint_serves_prometheus_text_on_loopback(tmp_path):
     config = parse_config({"telemetry": {"http_port": 0}, "output": {"dir": str(tmp_path), "database": None}})
     scraped = {}
@@ -102,6 +117,14 @@ def test_metrics_endpoint_serves_prometheus_text_on_loopback(tmp_path):
     assert scraped["type"].startswith("text/plain")
     assert 'edge_stage_latency_ms{stage="detect",quantile="99"}' in text
     assert "# TYPE edge_flops_per_second gauge" in text and "edge_resident_memory_mb" in text
+    # The counters are live: at tick 10 (1.0 s) about 30 frames have come in.
+    assert 'edge_frames{kind="in"}' in text and 'edge_frames{kind="dropped"} 0' in text
+    def value(name):
+        return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+
+    assert 25 <= value('edge_frames{kind="in"}') <= 45 and 5 <= value("edge_ticks") <= 10
+    assert "edge_audio_overflow_samples 0" in text
+    assert 'edge_frame_age_ms{quantile="50"}' in text
 
 
 def test_prometheus_text_format():
@@ -212,3 +235,105 @@ def test_a_camera_that_goes_away_leaves_a_gap_and_the_session_goes_on(tmp_path):
     assert summary["screening"]["emotion_vote"]["status"] == "abstained"  # no face in blank frames
     lines = (tmp_path / f"{summary['session_id']}.ticks.jsonl").read_text().splitlines()
     assert len(lines) == summary["telemetry"]["counters"]["ticks"] >= len(ticks)
+
+
+def write_session_files(tmp_path, seconds, audio_seconds=None, fps=30):
+    """A blank MJPG AVI of `seconds` and a 220 Hz tone WAV of `audio_seconds` (default: the same)."""
+    import wave
+
+    from edge.features.face import import_cv2
+
+    cv2 = import_cv2()
+    video = tmp_path / "long.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), fps, (160, 120))
+    for i in range(int(seconds * fps)):
+        writer.write(np.full((120, 160, 3), 60 + i % 50, np.uint8))
+    writer.release()
+    audio = tmp_path / "long.wav"
+    n = int((seconds if audio_seconds is None else audio_seconds) * 16000)
+    with wave.open(str(audio), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(16000)
+        f.writeframes((np.sin(2 * np.pi * 220 * np.arange(n) / 16000) * 8000).astype("<i2").tobytes())
+    return str(video), str(audio)
+
+
+def test_fast_mode_interleaves_long_video_and_audio_and_keeps_every_frame(tmp_path, monkeypatch):
+    from edge.stream.engine import StreamEngine
+
+    video, audio = write_session_files(tmp_path, 20)
+    pending = []
+    push_audio = StreamEngine.push_audio
+
+    def spy(engine, chunk):
+        closed = push_audio(engine, chunk)
+        pending.append(len(engine._audio))
+        return closed
+
+    monkeypatch.setattr(StreamEngine, "push_audio", spy)
+    config = parse_config({"output": {"dir": str(tmp_path), "database": None}})
+    summary = SessionRunner(config, video, audio, fast=True).run()
+    assert summary["complete"] and summary["warnings"] == []
+    assert summary["telemetry"]["counters"]["frames_in"] == 600
+    assert summary["telemetry"]["counters"]["ticks"] == 200
+    # Media-time order: the engine never holds more than about two ticks of audio.
+    assert max(pending) <= 3 * 1600
+
+
+def test_time_without_video_counts_as_time_without_a_face(tmp_path):
+    _, audio = write_session_files(tmp_path, 1, audio_seconds=30)
+    config = parse_config({"output": {"dir": str(tmp_path), "database": None}})
+    summary = SessionRunner(config, DEMO_VIDEO, audio, fast=True).run()
+    screening = summary["screening"]
+    assert summary["complete"] and summary["duration_s"] == 30.0
+    # 50 analysed frames with a face in a 5 s video, out of 300 the 30 s session would have had.
+    assert screening["face_share"] == round(50 / 300, 3)
+    assert screening["phq8"]["status"] == "abstained" and "too little face" in screening["phq8"]["reason"]
+    assert summary["gaps"]["video"] == [[5.0, 30.0, "video ended before the audio"]]
+
+
+@pytest.mark.parametrize("where, message", [("features", "--save-features: folder"),
+                                            ("dir", "output.dir: folder"),
+                                            ("database", "output.database: folder")])
+def test_unwritable_outputs_are_refused_before_the_session(tmp_path, capsys, where, message):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    changes = {"output__dir": str(blocker / "out")} if where == "dir" else {}
+    if where == "database":
+        changes = {"output__database": str(blocker / "db" / "s.sqlite")}
+    args = ["run", "--config", str(profile(tmp_path, **changes)), "--video", DEMO_VIDEO, "--fast"]
+    if where == "features":
+        args += ["--save-features", str(tmp_path / "absent" / "x.npz")]
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_an_output_that_fails_at_the_end_does_not_lose_the_others(tmp_path):
+    features_dir = tmp_path / "features"
+    features_dir.mkdir()
+    config = parse_config({"output": {"dir": str(tmp_path / "out"), "database": str(tmp_path / "s.sqlite")}})
+    runner = SessionRunner(config, DEMO_VIDEO, DEMO_WAV, fast=True, duration_s=1.0,
+                           save_features=str(features_dir / "x.npz"))
+    features_dir.rmdir()  # gone by the time the session ends
+    summary = runner.run()
+    assert any(w.startswith("features not written") for w in summary["warnings"])
+    assert "features_file" not in summary
+    row = sqlite3.connect(str(tmp_path / "s.sqlite")).execute("SELECT complete FROM sessions").fetchone()
+    assert row == (1,)
+    saved = json.loads(Path(summary["summary_file"]).read_text())
+    assert saved["warnings"] == summary["warnings"]
+
+
+def test_stalled_sources_exit_3_not_the_interrupt_code(tmp_path, capsys, monkeypatch):
+    from edge.stream import runner as runner_module
+
+    def stalled(self):
+        self.stop_reason = runner_module.STALLED
+
+    monkeypatch.setattr(runner_module.SessionRunner, "_loop", stalled)
+    code = main(["run", "--config", str(profile(tmp_path)), "--video", DEMO_VIDEO, "--fast", "--json"])
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])["summary"]
+    assert code == 3
+    assert summary["complete"] is False and summary["stop_reason"] == "sources stalled"

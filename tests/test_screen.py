@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from edge.config import parse_config
+from edge.features.tick import EMOTIONS
 from edge.screen import MESSAGES, PATTERN_LEVELS, screen_session, vote_rule
-from edge.screen.vote import FER_LABELS
 from edge.stream.severity import SeverityEstimate
 
 HAPPY = np.array([0, 0, 0, 0.9, 0.05, 0, 0.05], np.float32)
@@ -45,7 +45,7 @@ def test_only_the_first_1200_face_frames_vote():
 def test_dominance_is_by_summed_probability_not_by_top_label():
     # Each frame's top label is sad (0.45) but happy+neutral (0.5) outweighs sad+disgust (0.45).
     frame = np.array([0.05, 0, 0, 0.25, 0.45, 0, 0.25], np.float32)
-    assert frame.argmax() == FER_LABELS.index("sad")
+    assert frame.argmax() == EMOTIONS.index("sad")
     assert vote_rule(np.tile(frame, (1200, 1)))["pattern"] == "PPP"
 
 
@@ -95,3 +95,38 @@ def test_too_little_face_or_voice_abstains_with_reasons():
     assert "too short" in short["phq8"]["reason"]
     mostly_absent = _screen(session("PPP", per_part=20), 600)  # a face in 10 % of frames
     assert mostly_absent["emotion_vote"]["status"] == "abstained"
+
+
+@pytest.mark.parametrize("score, band", [
+    (4.49, "none"), (4.5, "none"), (4.99, "none"), (5.0, "mild"), (9.5, "mild"), (9.99, "mild"),
+    (10.0, "moderate"), (14.5, "moderate"), (15.0, "moderately severe"), (19.5, "moderately severe"),
+    (19.99, "moderately severe"), (20.0, "severe"), (24.0, "severe"), (31.0, "severe"), (-1.0, "none")])
+def test_phq8_band_edges_are_fixed_cutoffs_on_the_continuous_score(score, band):
+    from edge.stream.severity import phq8_band
+
+    assert phq8_band(score) == band
+
+
+def test_the_band_cutoffs_agree_with_the_shipped_manifest():
+    from edge.manifest import load_manifest
+    from edge.stream.severity import phq8_band
+
+    for entry in load_manifest("lstm_moe").data["bands"]:
+        # Every integer score of a band, and the continuous values just below its next cut-off.
+        assert phq8_band(entry["min"]) == phq8_band(entry["max"]) == phq8_band(entry["max"] + 0.999) \
+            == entry["name"]
+
+
+def test_time_without_video_lowers_the_face_share():
+    probs = session("PPP", per_part=100)  # 300 analysed frames, all with a face
+    assert _screen(probs, 300)["face_share"] == 1.0
+    result = screen_session(probs, 300, 3000, 0.5, MILD, parse_config({}).screen, expected_frames=3000)
+    assert result["face_share"] == 0.1
+    assert result["phq8"]["status"] == "abstained" and "too little face" in result["phq8"]["reason"]
+
+
+def test_a_scaled_vote_is_marked_provisional():
+    scaled = vote_rule(session("PNP", per_part=20), min_frames=30)
+    assert scaled["provisional"] is True and "provisional" in scaled["caveat"]
+    full = vote_rule(session("PNP", per_part=400))
+    assert full["provisional"] is False and "caveat" not in full

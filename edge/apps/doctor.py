@@ -48,8 +48,9 @@ def _opencv() -> Dict:
         import cv2
     except ImportError:
         return {"available": False}
-    info = cv2.getBuildInformation()
-    gstreamer = any("GStreamer" in line and "YES" in line for line in info.splitlines())
+    from edge.capture.video import gstreamer_available
+
+    gstreamer = gstreamer_available(cv2)
     return {"available": True, "version": cv2.__version__, "haar_cascades": hasattr(cv2, "CascadeClassifier"),
             "gstreamer": gstreamer}
 
@@ -65,9 +66,9 @@ def _microphones() -> Dict:
         import pyaudio
     except ImportError:
         return {"pyaudio": False}
-    from edge.capture.audio import _native_stderr_silenced
+    from edge.native_output import native_stderr_silenced
 
-    with _native_stderr_silenced():
+    with native_stderr_silenced():
         pa = pyaudio.PyAudio()
         try:
             inputs = [f"{i}: {info.get('name')} ({int(info.get('defaultSampleRate', 0))} Hz)"

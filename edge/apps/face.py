@@ -9,6 +9,7 @@ from edge import SCREENING_DISCLAIMER
 from edge.emotion import EmotionClassifier
 from edge.errors import EdgeError
 from edge.features.face import import_cv2, open_face_detector, to_gray
+from edge.native_output import set_opencv_log_level
 from edge.telemetry import StageTimer
 
 
@@ -18,15 +19,12 @@ def read_image(path: Path):
         raise EdgeError(f"image {path} does not exist")
     cv2 = import_cv2()
     # OpenCV prints its own decoder complaint; ours below says what to do instead.
-    log = getattr(getattr(cv2, "utils", None), "logging", None)
-    previous = log.getLogLevel() if log is not None else None
-    if log is not None:
-        log.setLogLevel(log.LOG_LEVEL_SILENT)
+    previous = set_opencv_log_level(cv2, "SILENT")
     try:
         image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     finally:
-        if log is not None:
-            log.setLogLevel(previous)
+        if previous is not None:
+            set_opencv_log_level(cv2, previous)
     if image is None:
         raise EdgeError(f"image {path} cannot be decoded (corrupt or not an image); give a JPEG or PNG file")
     return image

@@ -1,5 +1,10 @@
 """`edge run`: a screening session from a camera/microphone or files.
 
+Exit codes: 0 the session ran to its end (sources ended or --duration reached);
+130 interrupted (Ctrl-C, SIGTERM); 3 ended early for another reason (the sources
+stalled: no data for 10 s) -- in both cases the summary and the database row are
+still written, with `complete: false` and the `stop_reason`; 2 a user error.
+
 Sources: when the command line names any source (--video/--camera/--gst/--picamera2,
 --audio/--mic), only the named ones are used; otherwise the config's
 `video.source` / `audio.source`.
@@ -12,6 +17,9 @@ import sys
 from typing import Dict, Optional, Tuple
 
 from edge.config import load_config
+
+EXIT_INCOMPLETE = 3  # ended early, not by the user (see the module docstring)
+EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM, the shell's code for SIGINT
 
 
 def choose_sources(args, config) -> Tuple[Optional[str], Optional[str]]:
@@ -43,11 +51,13 @@ def format_summary(summary: Dict) -> str:
     lines = [f"session {summary['session_id']} ({summary['profile']}): {summary['duration_s']} s, "
              f"{'complete' if summary['complete'] else 'INCOMPLETE: ' + summary['stop_reason']}",
              f"  video: {summary['sources']['video']}   audio: {summary['sources']['audio']}",
-             f"  face in {s['face_share']:.0%} of analysed frames; voice in {s['voiced_share']:.0%} of audio frames"]
+             f"  face in {s['face_share']:.0%} of the session's analysis frames; "
+             f"voice in {s['voiced_share']:.0%} of audio frames"]
     vote = s["emotion_vote"]
     if vote["status"] == "ok":
-        scaled = f" (scaled: {vote['frames_used']} of {vote['frames_wanted']} frames)" if vote["scaled"] else ""
-        lines.append(f"emotion vote: {vote['pattern']} -> {vote['level']}{scaled}: {vote['message']}")
+        provisional = (f" (PROVISIONAL: {vote['frames_used']} of {vote['frames_wanted']} face frames)"
+                       if vote.get("provisional") else "")
+        lines.append(f"emotion vote: {vote['pattern']} -> {vote['level']}{provisional}: {vote['message']}")
     else:
         lines.append(f"emotion vote: abstained ({vote['reason']})")
     phq8 = s["phq8"]
@@ -115,4 +125,6 @@ def run(args) -> int:
     else:
         print(format_summary(summary))
     sys.stdout.flush()
-    return 0 if summary["complete"] else 130
+    if summary["complete"]:
+        return 0
+    return EXIT_INTERRUPTED if summary["stop_reason"].startswith("interrupted") else EXIT_INCOMPLETE

@@ -13,6 +13,7 @@ import numpy as np
 
 from edge.backends.base import Backend, TensorSpec, dequantize, quantize
 from edge.errors import EdgeError
+from edge.native_output import native_stderr_silenced
 
 
 def import_interpreter() -> Tuple[type, str]:
@@ -57,8 +58,11 @@ class TFLiteBackend(Backend):
         super().__init__()
         interpreter_cls, self.package = import_interpreter()
         try:
-            self.interpreter = interpreter_cls(model_path=str(path), num_threads=threads)
-            self.interpreter.allocate_tensors()
+            # LiteRT prints an INFO line per interpreter (the XNNPACK delegate); a real
+            # failure raises, and its message goes into our EdgeError below.
+            with native_stderr_silenced():
+                self.interpreter = interpreter_cls(model_path=str(path), num_threads=threads)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EdgeError(f"cannot load TFLite model {path}: {first}") from None

@@ -6,13 +6,13 @@
 
 Nothing is dropped silently: when the engine is behind, the microphone thread counts
 the overflowing samples and, once there is room again, queues an AudioGap of the same
-length (silence with a record), so audio and video stay aligned.
+length (silence with a record), so audio and video stay aligned. The microphone's first
+chunk is preceded by an AudioGap for the session time before it (the stream opens
+after the session clock starts), so audio sample 0 is session time 0 like video's.
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 import wave
 from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -22,6 +22,7 @@ from edge.capture.clock import Backoff, SessionClock
 from edge.capture.queues import CaptureThread, DropOldestQueue
 from edge.capture.resample import Resampler
 from edge.errors import EdgeError
+from edge.native_output import native_stderr_silenced
 
 SAMPLE_RATE_HZ = 16000
 _PCM_DTYPES = {1: np.uint8, 2: np.dtype("<i2"), 4: np.dtype("<i4")}
@@ -65,6 +66,7 @@ class WavSource:
         self.name = self.path
         self.chunk_ms = chunk_ms
         self.notes: List[str] = []
+        self.frames_read = 0
         if not os.path.isfile(self.path):
             raise EdgeError(f"audio {path} does not exist")
         try:
@@ -89,13 +91,22 @@ class WavSource:
         return self.frames / float(self.rate_hz)
 
     def chunks(self):
-        """Yields 16 kHz float32 chunks of about chunk_ms each (resampled as needed)."""
+        """Yields 16 kHz float32 chunks of about chunk_ms each (resampled as needed).
+
+        `frames_read` counts the file's frames read so far; a truncated file (fewer
+        frames than its header says, or a last frame cut in the middle) ends early
+        with what was whole, and the reader compares `frames_read` with `frames`.
+        """
         resampler = Resampler(self.rate_hz, SAMPLE_RATE_HZ)
         per_chunk = max(1, self.rate_hz * self.chunk_ms // 1000)
+        frame_bytes = self.channels * self.sample_width
+        self.frames_read = 0
         with wave.open(self.path, "rb") as f:
             while True:
                 raw = f.readframes(per_chunk)
-                final = len(raw) < per_chunk * self.channels * self.sample_width
+                final = len(raw) < per_chunk * frame_bytes
+                raw = raw[: len(raw) - len(raw) % frame_bytes]  # a cut last frame is dropped
+                self.frames_read += len(raw) // frame_bytes
                 chunk = resampler.process(pcm_to_float(raw, self.sample_width, self.channels), final=final)
                 if len(chunk):
                     yield chunk
@@ -112,27 +123,6 @@ def _import_pyaudio():
     return pyaudio
 
 
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """Hide what PortAudio's C backends (ALSA, JACK) print while probing devices: dozens
-    of lines on a box without a sound card, before our own one-line message."""
-    try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, ValueError, OSError):  # stderr replaced (tests, services)
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, fd)
-        yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(devnull)
-        os.close(saved)
-
-
 class MicSource:
     """A microphone through pyaudio: 16 kHz mono, or 48/44.1 kHz resampled to 16 kHz."""
 
@@ -146,7 +136,7 @@ class MicSource:
         self.notes: List[str] = []
         self.pa = None
         try:
-            with _native_stderr_silenced():
+            with native_stderr_silenced():
                 self.pa = self.pyaudio.PyAudio()
                 if index is None:
                     info = self.pa.get_default_input_device_info()
@@ -238,14 +228,23 @@ class AudioReader(CaptureThread):
                 wait = self.samples_in / SAMPLE_RATE_HZ - self.clock.now_s()
                 if wait > 0:
                     self._stop.wait(wait)
-            if not self.queue.put(chunk, timeout_s=self.stall_timeout_s):
+            # With --fast, wait for the engine as long as it takes (see VideoReader._run_file).
+            if not self.queue.put(chunk, timeout_s=None if self.fast else self.stall_timeout_s):
                 if not self._stop.is_set():
                     self.warnings.append("audio consumer stalled; reading stopped")
                 return
             self.samples_in += len(chunk)
+        expected = getattr(self.source, "frames", 0)
+        read = getattr(self.source, "frames_read", expected)
+        if read < expected:
+            rate = float(self.source.rate_hz)
+            self.warnings.append(f"audio {self.source.name} ended after {read} of {expected} samples "
+                                 "(truncated or damaged file); the session used what was there")
+            self.gaps.append((round(read / rate, 3), round(expected / rate, 3), "audio file truncated"))
 
     def _emit(self, item, samples: int) -> None:
         """Queue a chunk or gap; when full, count it as overflow and keep it as a pending gap."""
+        self._position += samples
         if self._pending_gap and self.queue.offer(AudioGap(self._pending_gap, "overflow")):
             self._pending_gap = 0
         if self._pending_gap or not self.queue.offer(item):
@@ -259,6 +258,8 @@ class AudioReader(CaptureThread):
         source = self.source
         resampler = Resampler(source.rate_hz, SAMPLE_RATE_HZ)
         self._pending_gap = 0
+        self._position = 0  # samples of session time given so far (chunks, gaps, overflow)
+        started = False
         stream = source.open()
         gap_start = None if stream is not None else self.clock.now_s()
         gap_mark = gap_start or 0.0
@@ -287,6 +288,14 @@ class AudioReader(CaptureThread):
                     stream = None
                     continue
                 chunk = resampler.process(pcm_to_float(raw, 2, 1))
+                if len(chunk) and not started:
+                    # Audio time is a sample count, video time the session clock: the stream
+                    # opened some time after the session started, so the silence before the
+                    # first chunk goes first and both streams start at the session's zero.
+                    started = True
+                    lead = int(round(self.clock.now_s() * SAMPLE_RATE_HZ)) - len(chunk) - self._position
+                    if lead > 0:
+                        self._emit(AudioGap(lead, "microphone start"), lead)
                 if len(chunk):
                     self._emit(chunk, len(chunk))
         finally:

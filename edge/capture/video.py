@@ -18,6 +18,7 @@ from edge.capture.clock import Backoff, SessionClock
 from edge.capture.queues import CaptureThread, DropOldestQueue
 from edge.errors import EdgeError
 from edge.features.face import import_cv2
+from edge.native_output import set_opencv_log_level
 
 
 class Frame(NamedTuple):
@@ -38,13 +39,6 @@ def gstreamer_available(cv2=None) -> bool:
         if line.strip().startswith("GStreamer:"):
             return "YES" in line
     return False
-
-
-def _quiet(cv2):
-    """Silence OpenCV's own warnings (ours say what to do instead)."""
-    log = getattr(getattr(cv2, "utils", None), "logging", None)
-    if log is not None:
-        log.setLogLevel(log.LOG_LEVEL_ERROR)
 
 
 class VideoSource:
@@ -69,7 +63,7 @@ class OpenCVSource(VideoSource):
         self.api = api
         self.width, self.height, self.fps = width, height, float(fps)
         cv2 = import_cv2()
-        _quiet(cv2)
+        set_opencv_log_level(cv2, "ERROR")  # our warnings say what to do instead
         self._factory = capture_factory or cv2.VideoCapture
         self._cv2 = cv2
 
@@ -137,7 +131,7 @@ class FileSource(VideoSource):
 
     def __init__(self, path: str, capture_factory: Optional[Callable] = None):
         cv2 = import_cv2()
-        _quiet(cv2)
+        set_opencv_log_level(cv2, "ERROR")  # our warnings say what to do instead
         self.name = str(path)
         self.path = str(path)
         self._factory = capture_factory or cv2.VideoCapture
@@ -240,7 +234,9 @@ class VideoReader(CaptureThread):
                     if wait > 0:
                         self._stop.wait(wait)
                 frame = Frame(index, t_s, self.clock.now_s(), image, decode_ms)
-                if not self.queue.put(frame, timeout_s=self.stall_timeout_s):
+                # With --fast the reader waits for the engine as long as it takes: the engine
+                # takes the streams in media-time order, so a full queue is not a stall.
+                if not self.queue.put(frame, timeout_s=None if self.fast else self.stall_timeout_s):
                     if not self._stop.is_set():
                         self.warnings.append("video consumer stalled; reading stopped")
                     break

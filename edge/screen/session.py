@@ -6,7 +6,8 @@ from typing import Dict, Optional
 import numpy as np
 
 from edge import DEMO_WEIGHTS_NOTICE, SCREENING_DISCLAIMER
-from edge.screen.vote import FER_LABELS, vote_rule
+from edge.features.tick import EMOTIONS
+from edge.screen.vote import vote_rule
 from edge.stream.severity import SeverityEstimate
 
 
@@ -14,23 +15,27 @@ def _face_reason(face_share: float, min_face_share: float, frames_analysed: int)
     if frames_analysed == 0:
         return "no video: no frames were analysed"
     if face_share < min_face_share:
-        return (f"too little face: a face in {face_share:.0%} of analysed frames "
+        return (f"too little face: a face in {face_share:.0%} of the session's analysis frames "
                 f"(at least {min_face_share:.0%} needed)")
     return None
 
 
 def screen_session(face_probs: np.ndarray, frames_analysed: int, ticks: int, voiced_share: float,
                    severity: Optional[SeverityEstimate], screen, has_audio: bool = True,
-                   demo_weights: bool = True, labels=FER_LABELS) -> Dict:
+                   demo_weights: bool = True, labels=EMOTIONS, expected_frames: Optional[int] = None) -> Dict:
     """Both readings of a session.
 
     face_probs: [n, 7] emotion probabilities of analysed frames with a face, in order;
     frames_analysed: analysed frames (with or without a face); ticks: 100 ms ticks;
     voiced_share: share of voiced 10 ms audio frames; severity: the estimate after the
-    last tick (None without the model); screen: the config's `screen` section.
+    last tick (None without the model); screen: the config's `screen` section;
+    expected_frames: the frames the whole session would have had analysed (duration x
+    analysis rate). The face share is taken over these, so time without video (a
+    video shorter than the audio, a camera away) counts as time without a face.
     """
     probs = np.asarray(face_probs, np.float32).reshape(-1, len(labels))
-    face_share = len(probs) / float(frames_analysed) if frames_analysed else 0.0
+    frames_expected = max(int(frames_analysed), int(expected_frames or 0))
+    face_share = len(probs) / float(frames_expected) if frames_expected and frames_analysed else 0.0
     face_reason = _face_reason(face_share, screen.min_face_share, frames_analysed)
     vote = vote_rule(probs, labels, screen.vote_frames, screen.min_vote_frames, face_reason)
 

@@ -12,7 +12,8 @@ Decisions the paper leaves open (ours, tested in tests/test_screen.py):
 - Frames without a face do not vote (the paper labels the face in each frame).
 - Fewer than 1200 face frames: the rule is SCALED to the frames there are (three
   equal parts of n // 3 frames; the remainder at the end is unused) when n reaches
-  `min_frames`; the result says `scaled: true` and how many frames it used. Below
+  `min_frames`; the result says `scaled: true` and `provisional: true`, with a
+  `caveat` saying how many frames it used. Below
   `min_frames` it abstains with the reason.
 """
 from __future__ import annotations
@@ -20,6 +21,8 @@ from __future__ import annotations
 from typing import Dict, Optional, Sequence
 
 import numpy as np
+
+from edge.features.tick import EMOTIONS
 
 PATTERN_LEVELS = {"PPP": "No", "PPN": "Low", "PNP": "Mild", "NPP": "Mild",
                   "PNN": "High", "NPN": "High", "NNP": "High", "NNN": "High"}
@@ -31,10 +34,9 @@ MESSAGES = {
 }
 POSITIVE = ("happy", "neutral")
 NEGATIVE = ("sad", "disgust")
-FER_LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
 
-def part_vote(probs: np.ndarray, labels: Sequence[str] = FER_LABELS) -> Dict:
+def part_vote(probs: np.ndarray, labels: Sequence[str] = EMOTIONS) -> Dict:
     """'P' or 'N' for one part [n, 7] of frames, with the two summed scores."""
     index = {name: i for i, name in enumerate(labels)}
     positive = float(sum(probs[:, index[n]].sum() for n in POSITIVE))
@@ -43,7 +45,7 @@ def part_vote(probs: np.ndarray, labels: Sequence[str] = FER_LABELS) -> Dict:
             "happy_neutral": round(positive, 3), "sad_disgust": round(negative, 3), "frames": int(len(probs))}
 
 
-def vote_rule(face_probs: np.ndarray, labels: Sequence[str] = FER_LABELS, vote_frames: int = 1200,
+def vote_rule(face_probs: np.ndarray, labels: Sequence[str] = EMOTIONS, vote_frames: int = 1200,
               min_frames: int = 30, abstain_reason: Optional[str] = None) -> Dict:
     """The session's vote-rule reading from face frames' probabilities [n, 7] in order.
 
@@ -62,8 +64,12 @@ def vote_rule(face_probs: np.ndarray, labels: Sequence[str] = FER_LABELS, vote_f
     parts = [part_vote(probs[i * part:(i + 1) * part], labels) for i in range(3)]
     pattern = "".join(p["vote"] for p in parts)
     level = PATTERN_LEVELS[pattern]
-    return {"status": "ok", "pattern": pattern, "level": level, "message": MESSAGES[level],
+    result = {"status": "ok", "pattern": pattern, "level": level, "message": MESSAGES[level],
             "parts": parts, "frames_used": 3 * part, "frames_wanted": int(vote_frames),
-            "scaled": used < vote_frames,
+            "scaled": used < vote_frames, "provisional": used < vote_frames,
             "rule": "first face frames in three parts; a part is P when summed happy+neutral "
                     "probability exceeds sad+disgust (ties N)"}
+    if used < vote_frames:
+        result["caveat"] = (f"provisional: {3 * part} of the {int(vote_frames)} face frames the rule "
+                            "asks for; a longer session gives the full reading")
+    return result

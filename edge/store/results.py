@@ -12,7 +12,7 @@ import io
 import json
 import sqlite3
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
 
@@ -95,7 +95,3 @@ class ResultStore:
 
     def close(self) -> None:
         self.db.close()
-
-    @staticmethod
-    def open_optional(path: Optional[str]) -> Optional[ResultStore]:
-        return ResultStore(path) if path else None

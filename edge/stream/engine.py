@@ -15,6 +15,7 @@ gives the same ticks (tests/test_engine.py checks it).
 """
 from __future__ import annotations
 
+import collections
 import math
 import time
 from typing import Callable, Dict, List, NamedTuple, Optional
@@ -50,6 +51,43 @@ class TickResult(NamedTuple):
     emotions: Optional[np.ndarray]
     severity: Optional[SeverityEstimate]
     audio_gap: bool
+
+
+class _SampleFifo:
+    """Pending audio samples as a queue of chunks: push and take are O(chunk), where one
+    growing array would copy everything pending on every chunk (O(n^2) over a session)."""
+
+    def __init__(self) -> None:
+        self._chunks: collections.deque = collections.deque()
+        self._offset = 0  # samples of the first chunk already taken
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def push(self, samples: np.ndarray) -> None:
+        if len(samples):
+            self._chunks.append(samples)
+            self._size += len(samples)
+
+    def take(self, n: int) -> np.ndarray:
+        """Up to `n` samples from the front (fewer when fewer are pending)."""
+        parts = []
+        want = n
+        while want > 0 and self._chunks:
+            head = self._chunks[0]
+            part = head[self._offset:self._offset + want]
+            parts.append(part)
+            want -= len(part)
+            self._offset += len(part)
+            if self._offset >= len(head):
+                self._chunks.popleft()
+                self._offset = 0
+        taken = n - want
+        self._size -= taken
+        if not parts:
+            return np.zeros(0, np.float32)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 class _VisualAccumulator:
@@ -88,7 +126,7 @@ class StreamEngine:
         self._latest_video_tick = -1
         self._last_slot = -1
         self._visual: Dict[int, _VisualAccumulator] = {}
-        self._audio = np.zeros(0, np.float32)  # samples from tick `next_tick` on
+        self._audio = _SampleFifo()  # samples from tick `next_tick` on
         self._audio_total = 0
         self._gap_ranges: List[List[int]] = []  # [start, end) sample ranges that were gaps
         # Session record (for screening and the summary).
@@ -173,7 +211,7 @@ class StreamEngine:
             samples = np.asarray(chunk, np.float32).reshape(-1)
             if self.keep_media:
                 self.media_audio.append((np.clip(samples, -1, 1) * 32767).astype(np.int16))
-        self._audio = np.concatenate([self._audio, samples]) if len(self._audio) else samples
+        self._audio.push(samples)
         self._audio_total += len(samples)
         return self._close_ready()
 
@@ -184,9 +222,7 @@ class StreamEngine:
     # ----- fusion --------------------------------------------------------------------
     def _end_tick(self) -> int:
         """Tick count of the whole session once both streams ended."""
-        video_ticks = self._latest_video_tick + 1
-        audio_ticks = -(-self._audio_total // TICK_SAMPLES)
-        return max(video_ticks, audio_ticks)
+        return max(self.video_ticks, self.audio_ticks)
 
     def _closable(self, k: int) -> bool:
         if self.video_done and self.audio_done:
@@ -205,12 +241,14 @@ class StreamEngine:
     def _tick_audio(self, k: int):
         if not self.has_audio:
             return None, False
-        samples = self._audio[:TICK_SAMPLES]
-        self._audio = self._audio[TICK_SAMPLES:]
+        samples = self._audio.take(TICK_SAMPLES)
         if len(samples) < TICK_SAMPLES:  # end of stream (or a stream that stopped early): silence
             samples = np.concatenate([samples, np.zeros(TICK_SAMPLES - len(samples), np.float32)])
         start, end = k * TICK_SAMPLES, (k + 1) * TICK_SAMPLES
         gap = any(a < end and b > start for a, b in self._gap_ranges)
+        # Ticks only move forward: a range that ends here cannot touch a later tick.
+        while self._gap_ranges and self._gap_ranges[0][1] <= end:
+            self._gap_ranges.pop(0)
         return samples, gap
 
     def _close_tick(self, k: int) -> TickResult:
@@ -249,6 +287,16 @@ class StreamEngine:
     @property
     def ticks(self) -> int:
         return len(self.tick_features)
+
+    @property
+    def video_ticks(self) -> int:
+        """Ticks that the video reached (up to its latest frame)."""
+        return self._latest_video_tick + 1
+
+    @property
+    def audio_ticks(self) -> int:
+        """Ticks that the audio reached (gaps included)."""
+        return -(-self._audio_total // TICK_SAMPLES)
 
     def features(self) -> np.ndarray:
         """The session's tick vectors [T, 43] (what --save-features writes)."""

@@ -83,13 +83,6 @@ class FaceTracker:
         self.reuses += 1
         return self.box, float(best)
 
-    def update(self, gray: np.ndarray, image: Optional[np.ndarray] = None) -> Optional[Box]:
-        """The face box for this analysed frame (detected or tracked), or None."""
-        if self.needs_detection(gray):
-            return self.detect(gray, image)
-        box, _ = self.track(gray)
-        return box if box is not None else self.detect(gray, image)
-
     def reset(self) -> None:
         self.box = None
         self._template = None

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -36,22 +38,61 @@ from edge.telemetry import MetricsServer, RunTelemetry, StageTimer
 
 STALL_TIMEOUT_S = 10.0  # no data from any file source this long: the session ends (never hangs)
 LIVE_VIDEO_GRACE_S = 0.5  # a live camera silent this long is treated as away (ticks go on)
+TICK_S = 0.1
+EARLY_END_TICKS = 5  # a stream that stops this many ticks before the session's end leaves a gap
+STALLED = "sources stalled"
 
 
 def tick_record(tick: TickResult, labels) -> Dict:
-    """One tick as a JSON-ready dict (the --json / tick_jsonl line)."""
+    """One tick as a JSON-ready dict (the --json / tick_jsonl line).
+
+    The first tick carries the screening-aid notice. A tick's PHQ-8 figures are the
+    running estimate so far, marked `provisional`: only the session summary, after its
+    checks (enough face, voice and time), gives a reading.
+    """
     record = {"tick": tick.index, "t_s": round(tick.t_s, 3), "frames": tick.frames, "faces": tick.faces}
+    if tick.index == 0:
+        record["notice"] = SCREENING_DISCLAIMER
     if tick.emotions is not None:
         record["emotions"] = {label: round(float(p), 4) for label, p in zip(labels, tick.emotions)}
     if tick.severity is not None:
         record["phq8_mu"] = round(tick.severity.mu, 2)
         record["phq8_sigma"] = round(tick.severity.sigma, 2)
         record["phq8_band"] = tick.severity.band
+        record["provisional"] = True
         if tick.severity.note:
             record["note"] = tick.severity.note
     if tick.audio_gap:
         record["audio_gap"] = True
     return record
+
+
+def _writable_dir(path: Path, what: str, create: bool) -> None:
+    try:
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        elif not path.is_dir():
+            raise EdgeError(f"{what}: folder {path} does not exist; create it or choose another path")
+    except OSError as exc:
+        raise EdgeError(f"{what}: folder {path} cannot be created ({exc.strerror or exc}); "
+                        "choose another path") from None
+    if not os.access(str(path), os.W_OK | os.X_OK):
+        raise EdgeError(f"{what}: folder {path} is not writable; choose another path")
+
+
+def check_outputs(out, save_features: Optional[str]) -> None:
+    """One-line EdgeError now, before the session, when an output cannot be written later:
+    output.dir (summary, tick lines), the database's folder, the --save-features folder."""
+    _writable_dir(Path(out.dir), "output.dir", create=True)
+    if out.database:
+        _writable_dir(Path(out.database).parent, "output.database", create=True)
+        if Path(out.database).is_dir():
+            raise EdgeError(f"output.database: {out.database} is a folder; give a file path")
+    if save_features:
+        target = Path(save_features)
+        if target.is_dir():
+            raise EdgeError(f"--save-features: {save_features} is a folder; give a file path (.npz)")
+        _writable_dir(target.parent if str(target.parent) else Path("."), "--save-features", create=False)
 
 
 class SessionRunner:
@@ -67,6 +108,7 @@ class SessionRunner:
                             "or set video.source / audio.source in the config")
         if duration_s is not None and duration_s <= 0:
             raise EdgeError(f"--duration must be > 0 seconds, got {duration_s}")
+        check_outputs(config.output, save_features)
         self.started = time.perf_counter()
         self.config = config
         self.fast = fast
@@ -101,6 +143,7 @@ class SessionRunner:
                                    has_video=self.video_source is not None,
                                    has_audio=self.audio_source is not None, timer=self.timer,
                                    now_s=self.clock.now_s, keep_media=config.output.store_media)
+        self.telemetry.frame_ages_ms = self.engine.frame_ages_ms  # the same list: live on /metrics
         self.video_reader: Optional[VideoReader] = None
         self.audio_reader: Optional[AudioReader] = None
         self.warnings: List[str] = []
@@ -121,6 +164,9 @@ class SessionRunner:
             if self.on_tick is not None:
                 self.on_tick(record)
         self.telemetry.media_s = self.engine.next_tick * 0.1
+        if ticks:  # /metrics shows the counters while the session runs, not only at the end
+            for name, value in self._counters().items():
+                self.telemetry.set(name, value)
 
     def run(self) -> Dict:
         """Run until the sources end, --duration passes or the process is interrupted."""
@@ -130,8 +176,10 @@ class SessionRunner:
             if tel.http_port is not None:
                 self.metrics = MetricsServer(self.telemetry, tel.http_host, tel.http_port)
             if out.tick_jsonl:
-                Path(out.dir).mkdir(parents=True, exist_ok=True)
-                self._tick_file = open(Path(out.dir) / f"{self.session_id}.ticks.jsonl", "w")
+                try:
+                    self._tick_file = open(Path(out.dir) / f"{self.session_id}.ticks.jsonl", "w")
+                except OSError as exc:  # checked at start; the folder went away since
+                    self.warnings.append(f"tick lines not written to {out.dir}: {exc}")
             self.clock.start()
             if self.video_source is not None:
                 self.video_reader = VideoReader(self.video_source, self.clock, self.config.video.queue_frames,
@@ -140,7 +188,7 @@ class SessionRunner:
                 self.audio_reader = AudioReader(self.audio_source, self.clock, self.config.audio.queue_seconds,
                                                 self.fast).start()
             self._loop()
-            self.complete = self.stop_reason != "sources stalled"
+            self.complete = self.stop_reason != STALLED
         except KeyboardInterrupt:
             self.stop_reason = "interrupted"
         except Exception as exc:
@@ -156,34 +204,38 @@ class SessionRunner:
         audio_ended = self.audio_reader is None
         max_samples = None if self.duration_s is None else int(round(self.duration_s * 16000))
         audio_taken = 0
+        video_t = 0.0  # media time of the latest frame taken (s)
+        live = any(s is not None and s.live for s in (self.video_source, self.audio_source))
         last_data = last_frame = time.monotonic()
         while not (video_ended and audio_ended):
             got = False
-            if not audio_ended:
-                # Audio first, all that is there: it is small and must never back up.
-                while True:
-                    item = self.audio_reader.queue.get(timeout_s=0 if not video_ended else 0.05)
-                    if item is None:
-                        break
-                    got = True
-                    if item is END:
-                        audio_ended = True
-                        self._emit(engine.end_audio())
-                        break
-                    if max_samples is not None:
-                        left = max(0, max_samples - audio_taken)
-                        if isinstance(item, AudioGap):
-                            item = AudioGap(min(item.samples, left), item.reason)
-                            audio_taken += item.samples
-                        else:
-                            item = item[:left]
-                            audio_taken += len(item)
-                    self._emit(engine.push_audio(item))
-                    if max_samples is not None and audio_taken >= max_samples:
-                        audio_ended = True
-                        self._emit(engine.end_audio())
-                        break
-            if not video_ended:
+            # Files are taken in media-time order: neither stream runs more than a tick
+            # ahead of the other, so with --fast neither reader waits long on a full queue.
+            # Live audio is taken as it comes: it is small and must never back up.
+            audio_t = audio_taken / 16000.0
+            want_audio = not audio_ended and (live or video_ended or audio_t <= video_t + TICK_S)
+            want_video = not video_ended and (live or audio_ended or video_t <= audio_t + TICK_S)
+            while want_audio:
+                item = self.audio_reader.queue.get(timeout_s=0 if want_video else 0.05)
+                if item is None:
+                    break
+                got = True
+                if item is END:
+                    audio_ended = True
+                    self._emit(engine.end_audio())
+                    break
+                if max_samples is not None:
+                    left = max(0, max_samples - audio_taken)
+                    item = AudioGap(min(item.samples, left), item.reason) if isinstance(item, AudioGap) \
+                        else item[:left]
+                audio_taken += item.samples if isinstance(item, AudioGap) else len(item)
+                self._emit(engine.push_audio(item))
+                if max_samples is not None and audio_taken >= max_samples:
+                    audio_ended = True
+                    self._emit(engine.end_audio())
+                    break
+                want_audio = live or video_ended or audio_taken / 16000.0 <= video_t + TICK_S
+            if want_video:
                 waited = time.perf_counter()
                 frame = self.video_reader.queue.get(timeout_s=0.05)
                 self.timer.add("capture_wait_ms", (time.perf_counter() - waited) * 1000.0)
@@ -193,13 +245,13 @@ class SessionRunner:
                     got = True
                 elif frame is not None:
                     got = True
+                    video_t = max(video_t, frame.t_s)
                     if self.duration_s is not None and frame.t_s >= self.duration_s:
                         video_ended = True
                         self._emit(engine.end_video())
                     else:
                         with self.timer.stage("total_frame_ms"):
                             self._emit(engine.push_frame(frame))
-            live = any(s is not None and s.live for s in (self.video_source, self.audio_source))
             if live and self.duration_s is not None and self.clock.now_s() >= self.duration_s:
                 self.stop_reason = "duration reached"
                 return
@@ -212,7 +264,7 @@ class SessionRunner:
                 self._emit(engine.advance_video(self.clock.now_s() - LIVE_VIDEO_GRACE_S))
             if not got and not live and now - last_data > STALL_TIMEOUT_S:
                 self.warnings.append(f"no data from any source for {STALL_TIMEOUT_S:.0f} s; session ended")
-                self.stop_reason = "sources stalled"
+                self.stop_reason = STALLED
                 return
         self.stop_reason = "sources ended" if self.duration_s is None else "sources ended or duration reached"
 
@@ -248,21 +300,44 @@ class SessionRunner:
             counters["audio_gap_samples"] = engine.audio_gap_samples
         return counters
 
+    def _expected_frames(self) -> int:
+        """Frames the whole session would have had analysed: its duration at the analysis
+        rate (or the video's own rate when that is lower)."""
+        if self.video_source is None:
+            return 0
+        rate = min(float(self.config.video.analysis_fps), float(getattr(self.video_source, "fps", 0.0) or 1e9))
+        return int(round(self.engine.ticks * TICK_S * rate))
+
+    def _gaps(self) -> Dict[str, List]:
+        """Outages recorded by the readers, plus a stream that ended while the other went
+        on (a video shorter than the audio, a truncated file): [start_s, end_s, reason]."""
+        engine = self.engine
+        gaps: Dict[str, List] = {}
+        for name, reader, reached in (("video", self.video_reader, engine.video_ticks),
+                                      ("audio", self.audio_reader, engine.audio_ticks)):
+            if reader is None:
+                continue
+            found = [list(gap) if len(gap) == 3 else list(gap) + ["camera lost"] for gap in reader.gaps]
+            # Live streams stop a tick or two apart at the end of a session: not a gap.
+            if engine.ticks - reached >= EARLY_END_TICKS:
+                other = "audio" if name == "video" else "video"
+                found.append([round(reached * TICK_S, 1), round(engine.ticks * TICK_S, 1),
+                              f"{name} ended before the {other}"])
+            if found:
+                gaps[name] = found
+        return gaps
+
     def _summarise(self) -> Dict:
         engine = self.engine
         for name, value in self._counters().items():
             self.telemetry.set(name, value)
-        self.telemetry.frame_ages_ms = list(engine.frame_ages_ms)
         severity = engine.severity_trace[-1] if engine.severity_trace else None
         face_probs = np.stack(engine.face_probs) if engine.face_probs else np.zeros((0, 7), np.float32)
         screening = screen_session(face_probs, engine.frames_analysed, engine.ticks, engine.voiced_share(),
                                    severity, self.config.screen, has_audio=self.audio_source is not None,
-                                   demo_weights=self.demo_weights, labels=self.classifier.labels)
-        gaps = {}
-        if self.video_reader is not None and self.video_reader.gaps:
-            gaps["video"] = self.video_reader.gaps
-        if self.audio_reader is not None and self.audio_reader.gaps:
-            gaps["audio"] = self.audio_reader.gaps
+                                   demo_weights=self.demo_weights, labels=self.classifier.labels,
+                                   expected_frames=self._expected_frames())
+        gaps = self._gaps()
         notes = list(getattr(self.audio_source, "notes", []))
         models = {"emotion": {"name": self.classifier.manifest.name, "file": self.classifier.file["file"],
                               "backend": self.classifier.backend.description},
@@ -294,25 +369,35 @@ class SessionRunner:
         }
 
     def _write_outputs(self) -> None:
+        """Features, summary JSON and database row, each on its own: one that fails becomes
+        a warning and the others are still written."""
         out = self.config.output
         summary = self.summary
-        try:
-            Path(out.dir).mkdir(parents=True, exist_ok=True)
-            path = Path(out.dir) / f"{self.session_id}.json"
-            path.write_text(json.dumps(summary, indent=2))
-            summary["summary_file"] = str(path)
-        except OSError as exc:
-            self.warnings.append(f"summary not written to {out.dir}: {exc}")
         if self.save_features:
-            context = self.config.models.severity.context
-            write_session_features(Path(self.save_features), self.engine.features(), context)
-            summary["features_file"] = self.save_features
-        if out.database:
-            store = ResultStore(out.database)
             try:
-                store.save_session(summary)
-                if out.store_media:
-                    store.save_media(self.session_id, self.engine.media_crops, self.engine.media_audio)
-            finally:
-                store.close()
+                context = self.config.models.severity.context
+                write_session_features(Path(self.save_features), self.engine.features(), context)
+                summary["features_file"] = self.save_features
+            except (OSError, ValueError) as exc:
+                self.warnings.append(f"features not written to {self.save_features}: {exc}")
+        summary_path = Path(out.dir) / f"{self.session_id}.json"
+        summary["summary_file"] = str(summary_path)
+        if out.database:
             summary["database"] = out.database
+            try:
+                store = ResultStore(out.database)
+                try:
+                    store.save_session(summary)
+                    if out.store_media:
+                        store.save_media(self.session_id, self.engine.media_crops, self.engine.media_audio)
+                finally:
+                    store.close()
+            except (EdgeError, OSError, sqlite3.Error) as exc:
+                del summary["database"]
+                self.warnings.append(f"database row not written to {out.database}: {exc}")
+        try:
+            summary_path.parent.mkdir(parents=True, exist_ok=True)
+            summary_path.write_text(json.dumps(summary, indent=2))
+        except OSError as exc:
+            del summary["summary_file"]
+            self.warnings.append(f"summary not written to {out.dir}: {exc}")

@@ -18,16 +18,19 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
+from edge import DEMO_WEIGHTS_NOTICE
 from edge.backends import Backend, open_backend
 from edge.errors import EdgeError
 from edge.manifest import ModelManifest, load_manifest
 
 MODEL_NAME = "lstm_moe"
 PHQ8_MAX = 24.0
-# Upper bounds (inclusive) of the PHQ-8 bands, and their names.
+# The PHQ-8 bands on integer scores: upper bounds (inclusive) and names.
 BAND_UPPER = (4, 9, 14, 19, 24)
 BAND_NAMES = ("none", "mild", "moderate", "moderately severe", "severe")
-DEMO_NOTE = "demo weights, not for screening"
+# The model's estimate is continuous: a band starts at its cut-off (5, 10, 15, 20), so 4.9
+# is still "none" and 5.0 is "mild". On integer scores this is exactly BAND_UPPER.
+BAND_CUTOFFS = tuple(upper + 1 for upper in BAND_UPPER[:-1])
 _IO_NAMES = ("mu", "sigma", "h", "c")
 
 
@@ -41,14 +44,19 @@ class SeverityEstimate(NamedTuple):
     note: str = ""
 
 
+def phq8_band_index(score: float) -> int:
+    """Index into BAND_NAMES of a PHQ-8 score (see `phq8_band`)."""
+    return BAND_NAMES.index(phq8_band(score))
+
+
 def phq8_band(score: float) -> str:
-    """Band name of a PHQ-8 score: 0-4 none, 5-9 mild, 10-14 moderate,
-    15-19 moderately severe, 20-24 severe (the score is rounded first)."""
+    """Band name of a PHQ-8 score (continuous, clipped to 0..24, never rounded):
+    < 5 none, < 10 mild, < 15 moderate, < 20 moderately severe, else severe."""
     if not np.isfinite(score):
         raise ValueError("a PHQ-8 score must be finite")
-    value = int(round(min(max(float(score), 0.0), PHQ8_MAX)))
-    for upper, name in zip(BAND_UPPER, BAND_NAMES):
-        if value <= upper:
+    value = min(max(float(score), 0.0), PHQ8_MAX)
+    for cutoff, name in zip(BAND_CUTOFFS, BAND_NAMES):
+        if value < cutoff:
             return name
     return BAND_NAMES[-1]
 
@@ -141,7 +149,7 @@ class SeverityStream:
 
     def __init__(self, model: SeverityModel, demo_weights: bool = True):
         self.model = model
-        self.note = DEMO_NOTE if demo_weights else ""
+        self.note = DEMO_WEIGHTS_NOTICE if demo_weights else ""
         self.reset()
 
     @classmethod

@@ -12,7 +12,7 @@ import torch
 
 from edge.backends import open_backend
 from edge.features import audio, tick
-from edge.stream.severity import BAND_NAMES, BAND_UPPER, MODEL_NAME, SeverityModel
+from edge.stream.severity import BAND_CUTOFFS, BAND_NAMES, BAND_UPPER, MODEL_NAME, SeverityModel
 from export.convert import lstm_export
 from export.data.sequences import split
 from export.data.synthetic import synthetic_sessions
@@ -132,6 +132,8 @@ def _build_moe(models_dir: Path, sessions: int, steps: int, epochs: int, seed: i
         "labels": list(BAND_NAMES),
         "bands": [{"name": n, "min": lo, "max": hi} for n, lo, hi in
                   zip(BAND_NAMES, (0,) + tuple(u + 1 for u in BAND_UPPER[:-1]), BAND_UPPER)],
+        "band_rule": "the continuous estimate, clipped to 0-24, is in a band from its cut-off on: "
+                     f"cut-offs {list(BAND_CUTOFFS)} (edge.stream.severity.phq8_band)",
         "preprocess": {
             "tick_ms": tick.TICK_MS,
             "features": "edge.features.tick (natural units; z-scored inside the graph)",

@@ -6,9 +6,9 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
+from edge.stream.severity import phq8_band_index
+
 # Upper bounds (inclusive) of the PHQ-8 severity bands; the last band ends at 24.
-BAND_UPPER = (4, 9, 14, 19, 24)
-BAND_NAMES = ("none", "mild", "moderate", "moderately severe", "severe")
 
 
 @dataclass
@@ -22,12 +22,8 @@ class LabelledSequence:
 
 
 def band_of(score: float) -> int:
-    """Index into BAND_NAMES of a PHQ-8 score (rounded to the nearest integer first)."""
-    value = int(round(float(score)))
-    for index, upper in enumerate(BAND_UPPER):
-        if value <= upper:
-            return index
-    return len(BAND_UPPER) - 1
+    """Band index of a PHQ-8 score, by the device's own rule (edge.stream.severity)."""
+    return phq8_band_index(score)
 
 
 def split(sequences: Sequence[LabelledSequence], fractions: Tuple[float, float], seed: int = 0

@@ -16,10 +16,13 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from export.data.sequences import BAND_UPPER, LabelledSequence, band_of, feature_stats
+from edge.stream.severity import BAND_CUTOFFS
+from export.data.sequences import LabelledSequence, band_of, feature_stats
 from export.models.lstm_moe import LstmMoE
 
-_BAND_EDGES = torch.tensor([u + 0.5 for u in BAND_UPPER[:-1]])
+# The device's band cut-offs (5, 10, 15, 20 on the continuous score), so that the focal
+# term trains exactly the bands the device reports.
+_BAND_EDGES = torch.tensor([float(c) for c in BAND_CUTOFFS])
 
 
 @dataclass
