@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import abc
 from typing import List, NamedTuple, Tuple
 
 import numpy as np
@@ -29,7 +30,7 @@ def dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:
     return ((q.astype(np.float32) - spec.zero_point) * spec.scale).astype(np.float32)
 
 
-class Backend:
+class Backend(abc.ABC):
     """Base of the runtimes: subclasses fill `inputs`, `outputs` and implement `_run`."""
 
     kind = ""
@@ -44,8 +45,9 @@ class Backend:
             raise ValueError(f"expected {len(self.inputs)} inputs, got {len(arrays)}")
         return self._run(arrays)
 
+    @abc.abstractmethod
     def _run(self, arrays) -> List[np.ndarray]:
-        raise NotImplementedError
+        """Run the file on already-checked inputs (the subclass's runtime call)."""
 
     @property
     def description(self) -> str:

@@ -9,6 +9,7 @@ source stamps each frame with the session clock when it was grabbed.
 """
 from __future__ import annotations
 
+import abc
 import time
 from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 
@@ -41,7 +42,7 @@ def gstreamer_available(cv2=None) -> bool:
     return False
 
 
-class VideoSource:
+class VideoSource(abc.ABC):
     """A source of frames. `open()` returns a reader with read() -> (ok, image) and
     release(), or None when the device cannot be opened now."""
 
@@ -49,8 +50,9 @@ class VideoSource:
     name = "video"
     fps = 30.0
 
+    @abc.abstractmethod
     def open(self):
-        raise NotImplementedError
+        """A reader, or None when the device cannot be opened now."""
 
 
 class OpenCVSource(VideoSource):
