@@ -214,3 +214,18 @@ def test_user_errors_are_one_line(capsys, monkeypatch):
     assert "matplotlib" in err and "\n" not in err
     assert latency.main(["--peer", "/no/such.tflite", "--quiet", "--model", "mini_xception"]) == 2
     assert "--peer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ours_ms,peer_ms,verdict", [(2.0, 1.0, "slower"), (1.0, 2.0, "faster"),
+                                                     (1.0, 1.01, "within noise")])
+def test_peer_ratio_direction_and_verdict(ours_ms, peer_ms, verdict):
+    """ratio = peer time / our time; the verdict speaks of ours."""
+    from bench.latency import _peer_ratios
+
+    def row(role, key, ms):
+        return {"role": role, "key": key, "model": "mini_xception", "backend": "tflite", "precision": "int8",
+                "threads": 1, "latency_ms": {"p50": ms}, "rounds": {"noise_pct": 1.0}}
+
+    (result,) = _peer_ratios([row("ours", "ours", ours_ms), row("peer", "peer", peer_ms)])
+    assert result["ratio"] == pytest.approx(peer_ms / ours_ms)
+    assert result["verdict"] == verdict

@@ -64,7 +64,10 @@ def test_chunked_stream_equals_one_shot(entry):
     runner = _stream(entry).model
     whole, _ = lstm_export.file_stream(runner, SESSION.features, chunk=len(SESSION.features))
     # Dynamic int8 quantizes activations with a range taken per call, so chunking moves
-    # an int8 file's outputs within its quantization error; fp32 must be exact.
+    # an int8 file's outputs within its quantization error; fp32 stays within 1e-5.
+    # A `_t1` file takes one tick per call whatever the chunk, so for it this test is a
+    # plain smoke test: the golden-parity test above (state fed back tick by tick against
+    # PyTorch one-shot) is what proves its streaming.
     tol = _int8_limit(entry)
     for chunk in (1, 3, 7):
         parts, _ = lstm_export.file_stream(runner, SESSION.features, chunk=chunk)
