@@ -6,6 +6,7 @@ We report MACs and FLOPs = 2 x MACs, and say so wherever a number is printed.
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
@@ -23,7 +24,11 @@ def fvcore_macs(model: torch.nn.Module, inputs: Sequence[torch.Tensor],
         analysis.set_op_handle(name, handle)
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     logging.getLogger("fvcore").setLevel(logging.ERROR)
-    total = int(analysis.total())
+    with warnings.catch_warnings():
+        # fvcore traces the model with torch.jit; its TracerWarnings are about Python
+        # control flow that is constant for the counted input, not about the count.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        total = int(analysis.total())
     return {"macs": total, "by_operator": {k: int(v) for k, v in analysis.by_operator().items()},
             "skipped": dict(analysis.unsupported_ops())}
 

@@ -80,8 +80,9 @@ class ResidualModule(nn.Module):
 class MiniXception(nn.Module):
     """mini-Xception for grey faces of `input_size` x `input_size` (64 or 48).
 
-    Input: float32 [N, 1, H, W] scaled to [-1, 1]. Output: [N, n_classes]
-    probabilities (softmax) or logits when `logits=True` is passed to forward.
+    Input: float32 [N, 1, H, W] scaled to [-1, 1]. `forward` gives [N, n_classes]
+    probabilities (softmax), what the shipped files output; `logits` gives the scores
+    before the softmax (for training losses).
     """
 
     def __init__(self, input_size: int = 64, n_classes: int = 7):
@@ -102,12 +103,14 @@ class MiniXception(nn.Module):
         self.blocks = nn.Sequential(*modules)
         self.head = nn.Conv2d(c_in, n_classes, 3, padding=1, bias=True)
 
-    def forward(self, x: torch.Tensor, logits: bool = False) -> torch.Tensor:
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.stem1(x))
         x = F.relu(self.stem2(x))
         x = self.blocks(x)
-        x = F.adaptive_avg_pool2d(self.head(x), 1).flatten(1)
-        return x if logits else torch.softmax(x, dim=1)
+        return F.adaptive_avg_pool2d(self.head(x), 1).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.logits(x), dim=1)
 
 
 def count_parameters(model: nn.Module) -> dict:

@@ -46,7 +46,7 @@ def evaluate(model: MiniXception, images: np.ndarray, labels: np.ndarray, config
     correct, loss_sum = 0, 0.0
     with torch.no_grad():
         for x, y in _batches(images, labels, config, None, augment=False):
-            logits = model(x, logits=True)
+            logits = model.logits(x)
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())
     n = max(len(images), 1)
@@ -74,7 +74,7 @@ def train_fer(csv_path: Path, config: TrainConfig, init: Optional[MiniXception] 
         model.train()
         losses = []
         for x, y in _batches(train_x, train_y, config, rng, augment=True):
-            loss = F.cross_entropy(model(x, logits=True), y)
+            loss = F.cross_entropy(model.logits(x), y)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
