@@ -3,16 +3,44 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator
 
 import numpy as np
+
+
+class LatencySamples:
+    """Durations (ms) of one stage, in bounded memory for sessions of any length.
+
+    The count, total and maximum are exact; percentiles are over the most recent
+    `capacity` samples (at 30 frames/s, the last 9 minutes), so an overnight run does
+    not grow without bound.
+    """
+
+    def __init__(self, capacity: int = 16384) -> None:
+        self._window = np.zeros(capacity, np.float32)
+        self.count = 0
+        self.total = 0.0
+        self.max = 0.0
+
+    def append(self, ms: float) -> None:
+        self._window[self.count % len(self._window)] = ms
+        self.count += 1
+        self.total += ms
+        self.max = max(self.max, ms)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def recent(self) -> np.ndarray:
+        """The retained samples (order not kept once the window has wrapped)."""
+        return self._window[:min(self.count, len(self._window))].astype(np.float64)
 
 
 class StageTimer:
     """Collects wall-clock durations (ms) per named stage."""
 
     def __init__(self) -> None:
-        self.samples_ms: Dict[str, List[float]] = {}
+        self.samples_ms: Dict[str, LatencySamples] = {}
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -23,28 +51,31 @@ class StageTimer:
             self.add(name, (time.perf_counter() - start) * 1000.0)
 
     def add(self, name: str, ms: float) -> None:
-        self.samples_ms.setdefault(name, []).append(ms)
+        samples = self.samples_ms.get(name)
+        if samples is None:
+            samples = self.samples_ms[name] = LatencySamples()
+        samples.append(ms)
 
     def summary(self) -> Dict[str, Dict[str, float]]:
         """{stage: {n, total_ms, p50_ms, p95_ms, p99_ms, max_ms}}."""
         out = {}
-        for name, values in self.samples_ms.items():
-            arr = np.asarray(values)
+        for name, samples in self.samples_ms.items():
+            arr = samples.recent()
             out[name] = {
-                "n": int(arr.size), "total_ms": float(arr.sum()),
+                "n": samples.count, "total_ms": samples.total,
                 "p50_ms": float(np.percentile(arr, 50)), "p95_ms": float(np.percentile(arr, 95)),
-                "p99_ms": float(np.percentile(arr, 99)), "max_ms": float(arr.max()),
+                "p99_ms": float(np.percentile(arr, 99)), "max_ms": samples.max,
             }
         return out
 
 
-def _percentiles(values) -> Dict[str, float]:
-    if not len(values):
+def _percentiles(samples: LatencySamples) -> Dict[str, float]:
+    if not samples.count:
         return {"n": 0}
-    arr = np.asarray(values, dtype=np.float64)
-    return {"n": int(arr.size), "p50": round(float(np.percentile(arr, 50)), 3),
+    arr = samples.recent()
+    return {"n": samples.count, "p50": round(float(np.percentile(arr, 50)), 3),
             "p95": round(float(np.percentile(arr, 95)), 3), "p99": round(float(np.percentile(arr, 99)), 3),
-            "max": round(float(arr.max()), 3)}
+            "max": round(samples.max, 3)}
 
 
 def process_usage() -> Dict[str, float]:
@@ -83,7 +114,7 @@ class RunTelemetry:
         self.timer = timer
         self.flops_per_call = dict(flops_per_call)  # stage name -> FLOPs per call
         self.counters: Dict[str, float] = {}
-        self.frame_ages_ms: List[float] = []
+        self.frame_ages_ms = LatencySamples()
         self.wall_start = time.perf_counter()
         self.cpu_start = time.process_time()
         self.media_s = 0.0
@@ -97,7 +128,7 @@ class RunTelemetry:
         usage = process_usage()
         stages = {}
         for name, values in list(self.timer.samples_ms.items()):
-            stages[name] = _percentiles(list(values))
+            stages[name] = _percentiles(values)
         executed = 0.0
         for stage, flops in self.flops_per_call.items():
             executed += flops * len(self.timer.samples_ms.get(stage, ()))
@@ -108,7 +139,7 @@ class RunTelemetry:
             "first_result_s": round(self.first_result_s, 3) if self.first_result_s == self.first_result_s else None,
             "stages_ms": stages,
             "counters": dict(self.counters),
-            "frame_age_ms": _percentiles(list(self.frame_ages_ms)),
+            "frame_age_ms": _percentiles(self.frame_ages_ms),
             "flops_executed": int(executed),
             "flops_per_s": round(executed / wall_s, 1),
             "cpu_share": round((usage["cpu_s"] - self.cpu_start) / wall_s, 3),

@@ -337,3 +337,22 @@ def test_stalled_sources_exit_3_not_the_interrupt_code(tmp_path, capsys, monkeyp
     summary = json.loads(capsys.readouterr().out.splitlines()[-1])["summary"]
     assert code == 3
     assert summary["complete"] is False and summary["stop_reason"] == "sources stalled"
+
+
+def test_stage_latency_memory_is_bounded_and_counts_stay_exact():
+    """An overnight session must not grow without bound: percentiles cover the most recent
+    samples while the count, total and maximum stay exact."""
+    from edge.telemetry import LatencySamples, StageTimer
+
+    timer = StageTimer()
+    for i in range(40000):
+        timer.add("decode_ms", 1.0 if i < 30000 else 2.0)
+    timer.add("decode_ms", 50.0)
+    summary = timer.summary()["decode_ms"]
+    assert summary["n"] == 40001 and summary["max_ms"] == 50.0
+    assert summary["total_ms"] == pytest.approx(30000 * 1.0 + 10000 * 2.0 + 50.0)
+    assert summary["p50_ms"] == 2.0  # the window holds the recent samples (mostly 2 ms)
+    samples = LatencySamples(capacity=8)
+    for value in range(20):
+        samples.append(float(value))
+    assert len(samples) == 20 and sorted(samples.recent()) == list(range(12, 20))

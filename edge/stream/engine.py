@@ -32,7 +32,7 @@ from edge.features.tick import (
     VisualTick,
 )
 from edge.stream.severity import SeverityEstimate
-from edge.telemetry import StageTimer
+from edge.telemetry import LatencySamples, StageTimer
 
 _EPS = 1e-6
 _VOICED = TICK_FEATURES.index("voiced_ratio")
@@ -134,7 +134,7 @@ class StreamEngine:
         self.frames_analysed = 0
         self.face_frames = 0
         self.face_probs: List[np.ndarray] = []  # one row per analysed frame with a face, in order
-        self.frame_ages_ms: List[float] = []
+        self.frame_ages_ms = LatencySamples()
         self.tick_features: List[np.ndarray] = []
         self.voiced: List[float] = []
         self.severity_trace: List[SeverityEstimate] = []

@@ -143,7 +143,7 @@ class SessionRunner:
                                    has_video=self.video_source is not None,
                                    has_audio=self.audio_source is not None, timer=self.timer,
                                    now_s=self.clock.now_s, keep_media=config.output.store_media)
-        self.telemetry.frame_ages_ms = self.engine.frame_ages_ms  # the same list: live on /metrics
+        self.telemetry.frame_ages_ms = self.engine.frame_ages_ms  # the same samples: live on /metrics
         self.video_reader: Optional[VideoReader] = None
         self.audio_reader: Optional[AudioReader] = None
         self.warnings: List[str] = []
