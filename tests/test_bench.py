@@ -229,3 +229,11 @@ def test_peer_ratio_direction_and_verdict(ours_ms, peer_ms, verdict):
     (result,) = _peer_ratios([row("ours", "ours", ours_ms), row("peer", "peer", peer_ms)])
     assert result["ratio"] == pytest.approx(peer_ms / ours_ms)
     assert result["verdict"] == verdict
+
+
+def test_plot_draws_the_latency_distributions(tmp_path):
+    pytest.importorskip("matplotlib")  # in the dev extra; optional on devices
+    png = tmp_path / "latency.png"
+    _run(tmp_path, "plot", "--model", "mini_xception", "--backend", "onnx", "--no-peer", "--no-streaming",
+         "--plot", str(png))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
