@@ -44,7 +44,7 @@ def open_reference(manifest: ModelManifest):
     for backend, precision in REFERENCE_FILES:
         try:
             entry = manifest.find_file(backend, precision)
-            return entry["file"], open_backend(backend, manifest.verified_path(entry), threads=1)
+            return entry["file"], manifest.open(entry, threads=1)
         except EdgeError:
             continue
     return None, None
@@ -166,7 +166,7 @@ def _model_row(manifest: ModelManifest, entry: dict, threads: int, reference) ->
     }
 
     def open_fn():
-        backend = open_backend(entry["format"], manifest.verified_path(entry), threads=threads)
+        backend = manifest.open(entry, threads=threads)
         if isinstance(reference, FaceReference):
             return _face_runner(backend, reference.faces), backend
         return _tick_runner(backend, reference), backend

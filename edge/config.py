@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
-from edge.errors import EdgeError
+from edge.errors import EdgeError, first_line
 
 # A leaf is (types, default, check); check(value) -> error text or None.
 _Leaf = Tuple[Tuple[type, ...], Any, Any]
@@ -201,6 +201,5 @@ def load_config(path: Optional[str]) -> Section:
     try:
         data = yaml.safe_load(file.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise EdgeError(f"config {path} is not valid YAML: {first}") from None
+        raise EdgeError(f"config {path} is not valid YAML: {first_line(exc)}") from None
     return parse_config(data, str(path))

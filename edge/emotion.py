@@ -11,7 +11,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from edge.backends import BACKENDS, open_backend
+from edge.backends import BACKENDS
 from edge.errors import EdgeError
 from edge.features.face import Box, preprocess_faces, square_crop
 from edge.manifest import load_manifest
@@ -29,8 +29,7 @@ class EmotionClassifier:
             raise EdgeError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
         self.manifest = load_manifest(name, models_dir)
         self.file = self.manifest.find_file(backend, precision)
-        self.backend = open_backend(backend, self.manifest.verified_path(self.file), threads=threads,
-                                    providers=providers)
+        self.backend = self.manifest.open(self.file, threads=threads, providers=providers)
         pre = self.manifest.preprocess
         self.input_size = int(pre["input_size"][0])
         self.margin_ratio = float(pre["crop"]["margin_ratio"])

@@ -5,3 +5,10 @@ class EdgeError(Exception):
     """A problem with the user's input or environment; the message says what to do."""
 
     exit_code = 2
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none): what a
+    one-line error quotes from a library's multi-line complaint."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from edge.errors import EdgeError
 
@@ -83,6 +83,13 @@ class ModelManifest:
                 f"expected {entry['sha256'][:12]}...); the file is corrupt or was replaced: reinstall it"
             )
         return path
+
+
+    def open(self, entry: dict, threads: int = 1, providers: Optional[Sequence[str]] = None):
+        """A Backend running a file entry, after its sha256 check (see `verified_path`)."""
+        from edge.backends import open_backend
+
+        return open_backend(entry["format"], self.verified_path(entry), threads=threads, providers=providers)
 
 
 def load_manifest(name: str, directory: Optional[str] = None) -> ModelManifest:

@@ -7,7 +7,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from edge.backends.base import Backend, TensorSpec
-from edge.errors import EdgeError
+from edge.errors import EdgeError, first_line
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
               "tensor(int64)": "int64", "tensor(int32)": "int32"}
@@ -44,8 +44,7 @@ class OnnxBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(path), options, providers=chosen)
         except Exception as exc:  # onnxruntime raises its own untyped errors
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EdgeError(f"cannot load ONNX model {path}: {first}") from None
+            raise EdgeError(f"cannot load ONNX model {path}: {first_line(exc)}") from None
         self.providers = self.session.get_providers()
         self.inputs = [self._spec(i) for i in self.session.get_inputs()]
         self.outputs = [self._spec(o) for o in self.session.get_outputs()]

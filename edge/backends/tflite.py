@@ -12,7 +12,7 @@ from typing import List, Tuple
 import numpy as np
 
 from edge.backends.base import Backend, TensorSpec, dequantize, quantize
-from edge.errors import EdgeError
+from edge.errors import EdgeError, first_line
 from edge.native_output import native_stderr_silenced
 
 
@@ -64,8 +64,7 @@ class TFLiteBackend(Backend):
                 self.interpreter = interpreter_cls(model_path=str(path), num_threads=threads)
                 self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise EdgeError(f"cannot load TFLite model {path}: {first}") from None
+            raise EdgeError(f"cannot load TFLite model {path}: {first_line(exc)}") from None
         ins = self.interpreter.get_input_details()
         ins = [d for _, d in sorted((_order_key(d, i), d) for i, d in enumerate(ins))]
         self._in_details = ins

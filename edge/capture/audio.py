@@ -22,9 +22,9 @@ from edge.capture.clock import Backoff, SessionClock
 from edge.capture.queues import CaptureThread, DropOldestQueue
 from edge.capture.resample import Resampler
 from edge.errors import EdgeError
+from edge.features.audio import SAMPLE_RATE_HZ
 from edge.native_output import native_stderr_silenced
 
-SAMPLE_RATE_HZ = 16000
 _PCM_DTYPES = {1: np.uint8, 2: np.dtype("<i2"), 4: np.dtype("<i4")}
 
 

@@ -188,14 +188,12 @@ class BlazeFaceDetector:
 
     def __init__(self, models_dir: Optional[str] = None, threads: int = 1, min_size: int = 0,
                  min_score: Optional[float] = None):
-        from edge.backends import open_backend
         from edge.manifest import load_manifest
 
         self.manifest = load_manifest(MODEL_NAME, models_dir)
         self.file = self.manifest.find_file("tflite", "fp32")
-        path = self.manifest.verified_path(self.file)
         try:
-            self.backend = open_backend("tflite", path, threads=threads)
+            self.backend = self.manifest.open(self.file, threads=threads)
         except EdgeError as exc:
             if "no TFLite interpreter" not in str(exc):
                 raise
@@ -215,7 +213,7 @@ class BlazeFaceDetector:
         self._regressors = names.index("regressors")
         self._scores = names.index("classificators")
         if self.backend.outputs[self._regressors].shape[1] != len(self.anchors):
-            raise EdgeError(f"model file {path} has {self.backend.outputs[self._regressors].shape[1]} "
+            raise EdgeError(f"model file {self.file['file']} has {self.backend.outputs[self._regressors].shape[1]} "
                             f"boxes but its manifest's anchors give {len(self.anchors)}")
 
     def detect_all(self, image: np.ndarray) -> Detections:

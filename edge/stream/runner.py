@@ -27,8 +27,9 @@ from edge.capture.clock import SessionClock
 from edge.capture.queues import END
 from edge.capture.video import VideoReader, check_opens, open_video_source
 from edge.errors import EdgeError
+from edge.features.audio import SAMPLE_RATE_HZ
 from edge.features.face import open_face_detector
-from edge.features.tick import write_session_features
+from edge.features.tick import TICK_MS, write_session_features
 from edge.screen import screen_session
 from edge.store import ResultStore
 from edge.stream.engine import StreamEngine, TickResult
@@ -38,7 +39,7 @@ from edge.telemetry import MetricsServer, RunTelemetry, StageTimer
 
 STALL_TIMEOUT_S = 10.0  # no data from any file source this long: the session ends (never hangs)
 LIVE_VIDEO_GRACE_S = 0.5  # a live camera silent this long is treated as away (ticks go on)
-TICK_S = 0.1
+TICK_S = TICK_MS / 1000.0
 EARLY_END_TICKS = 5  # a stream that stops this many ticks before the session's end leaves a gap
 STALLED = "sources stalled"
 
@@ -158,12 +159,14 @@ class SessionRunner:
         for tick in ticks:
             if self.telemetry.first_result_s != self.telemetry.first_result_s:  # NaN: first tick
                 self.telemetry.first_result_s = time.perf_counter() - self.started
+            if self._tick_file is None and self.on_tick is None:
+                continue  # nobody reads tick lines in this run
             record = tick_record(tick, self.classifier.labels)
             if self._tick_file is not None:
                 self._tick_file.write(json.dumps(record) + "\n")
             if self.on_tick is not None:
                 self.on_tick(record)
-        self.telemetry.media_s = self.engine.next_tick * 0.1
+        self.telemetry.media_s = self.engine.next_tick * TICK_S
         if ticks:  # /metrics shows the counters while the session runs, not only at the end
             for name, value in self._counters().items():
                 self.telemetry.set(name, value)
@@ -202,7 +205,7 @@ class SessionRunner:
         engine = self.engine
         video_ended = self.video_reader is None
         audio_ended = self.audio_reader is None
-        max_samples = None if self.duration_s is None else int(round(self.duration_s * 16000))
+        max_samples = None if self.duration_s is None else int(round(self.duration_s * SAMPLE_RATE_HZ))
         audio_taken = 0
         video_t = 0.0  # media time of the latest frame taken (s)
         live = any(s is not None and s.live for s in (self.video_source, self.audio_source))
@@ -212,7 +215,7 @@ class SessionRunner:
             # Files are taken in media-time order: neither stream runs more than a tick
             # ahead of the other, so with --fast neither reader waits long on a full queue.
             # Live audio is taken as it comes: it is small and must never back up.
-            audio_t = audio_taken / 16000.0
+            audio_t = audio_taken / float(SAMPLE_RATE_HZ)
             want_audio = not audio_ended and (live or video_ended or audio_t <= video_t + TICK_S)
             want_video = not video_ended and (live or audio_ended or video_t <= audio_t + TICK_S)
             while want_audio:
@@ -234,7 +237,7 @@ class SessionRunner:
                     audio_ended = True
                     self._emit(engine.end_audio())
                     break
-                want_audio = live or video_ended or audio_taken / 16000.0 <= video_t + TICK_S
+                want_audio = live or video_ended or audio_taken / float(SAMPLE_RATE_HZ) <= video_t + TICK_S
             if want_video:
                 waited = time.perf_counter()
                 frame = self.video_reader.queue.get(timeout_s=0.05)
@@ -357,7 +360,7 @@ class SessionRunner:
             "notice": SCREENING_DISCLAIMER,
             "complete": self.complete,
             "stop_reason": self.stop_reason,
-            "duration_s": round(engine.ticks * 0.1, 1),
+            "duration_s": round(engine.ticks * TICK_S, 1),
             "sources": {"video": getattr(self.video_source, "name", None),
                         "audio": getattr(self.audio_source, "name", None)},
             "models": models,

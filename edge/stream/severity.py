@@ -13,13 +13,12 @@ step at a time (TFLite, T = 1) is looped over the chunk.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
 from edge import DEMO_WEIGHTS_NOTICE
-from edge.backends import Backend, open_backend
+from edge.backends import Backend
 from edge.errors import EdgeError
 from edge.manifest import ModelManifest, load_manifest
 
@@ -166,7 +165,6 @@ class SeverityStream:
     @classmethod
     def from_file(cls, manifest: ModelManifest, entry: dict, threads: int = 1,
                   context: Optional[float] = None, providers: Optional[Sequence[str]] = None) -> SeverityStream:
-        path: Path = manifest.verified_path(entry)
         spec = manifest.data
         try:
             feature_size = int(spec["features"]["size"])
@@ -175,7 +173,7 @@ class SeverityStream:
             raise EdgeError(f"manifest of {MODEL_NAME} lacks features.size or state.shape; "
                             "rebuild it") from None
         chosen = spec.get("default_context", 0.0) if context is None else context
-        backend = open_backend(entry["format"], path, threads=threads, providers=providers)
+        backend = manifest.open(entry, threads=threads, providers=providers)
         model = SeverityModel(backend, feature_size, state_shape, chosen)
         return cls(model, demo_weights=manifest.demo_weights)
 
