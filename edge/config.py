@@ -22,16 +22,32 @@ def _positive(value) -> Optional[str]:
     return None if value > 0 else "must be > 0"
 
 
-def _non_negative(value) -> Optional[str]:
-    return None if value >= 0 else "must be >= 0"
-
-
 def _fraction(value) -> Optional[str]:
     return None if 0.0 < value <= 1.0 else "must be in (0, 1]"
 
 
 def _share(value) -> Optional[str]:
     return None if 0.0 <= value <= 1.0 else "must be in [0, 1]"
+
+
+def _between(low, high):
+    """A number in [low, high]; NaN and inf fail (NaN fails every comparison)."""
+    def check(value) -> Optional[str]:
+        return None if low <= value <= high else f"must be between {low} and {high}"
+    return check
+
+
+def _not_empty(value) -> Optional[str]:
+    return None if value.strip() else "must not be empty"
+
+
+def _port(value) -> Optional[str]:
+    return None if 0 <= value <= 65535 else "must be a TCP port (0..65535; 0 picks a free one)"
+
+
+def _strings(value) -> Optional[str]:
+    ok = value and all(isinstance(v, str) and v.strip() for v in value)
+    return None if ok else "must be a non-empty list of non-empty strings"
 
 
 def _one_of(*choices):
@@ -45,7 +61,8 @@ def _backend(value) -> Optional[str]:
 
 
 def _precision(value) -> Optional[str]:
-    return _one_of("fp32", "int8")(value)
+    # auto: the fastest shipped file that meets the agreement floor on this CPU (edge doctor shows it).
+    return _one_of("fp32", "int8", "auto")(value)
 
 
 def _providers(value) -> Optional[str]:
@@ -64,23 +81,23 @@ _OPT_INT = (int, type(None))
 _LIST = (list,)
 
 SCHEMA: Dict[str, Union[dict, _Leaf]] = {
-    "profile": (_STR, "desktop", None),  # desktop | jetson | pi | gateway (free text, shown in reports)
-    "threads": (_INT, 1, _positive),  # inference threads per model
+    "profile": (_STR, "desktop", _not_empty),  # desktop | jetson_nano | raspberry_pi | wearable_gateway
+    "threads": (_INT, 1, _between(1, 64)),  # inference threads per model
     "video": {
         # Default source when the command line names none: "camera:0", "gst:<pipeline>",
         # "picamera2", a file path, or null (no video).
         "source": (_OPT_STR, "camera:0", None),
-        "width": (_INT, 640, _positive),
-        "height": (_INT, 480, _positive),
-        "fps": (_NUM, 30, _positive),
-        "analysis_fps": (_NUM, 10, _positive),  # frames per second that reach the face model
+        "width": (_INT, 640, _between(16, 7680)),
+        "height": (_INT, 480, _between(16, 4320)),
+        "fps": (_NUM, 30, _between(0.1, 240)),
+        "analysis_fps": (_NUM, 10, _between(0.1, 240)),  # frames per second that reach the face model
         "queue_frames": (_INT, 4, _positive),  # bounded queue; the oldest frame is dropped
     },
     "audio": {
         "source": (_OPT_STR, "mic", None),  # "mic", "mic:<index>", a WAV path, or null (no audio)
         "device_rates_hz": (_LIST, [16000, 48000, 44100], None),  # tried in order on a microphone
-        "chunk_ms": (_INT, 100, _positive),
-        "queue_seconds": (_NUM, 30, _positive),  # overflow beyond this is counted and reported
+        "chunk_ms": (_INT, 100, _between(10, 1000)),
+        "queue_seconds": (_NUM, 30, _between(1, 3600)),  # overflow beyond this is counted and reported
     },
     "face": {
         # blazeface (DNN, TFLite, ~2 ms) or haar (OpenCV cascade, ~28 ms at downscale 0.5); see
@@ -103,7 +120,7 @@ SCHEMA: Dict[str, Union[dict, _Leaf]] = {
             "name": (_STR, "lstm_moe", None),
             "backend": (_STR, "tflite", _backend),
             "precision": (_STR, "fp32", _precision),
-            "context": (_NUM, 0.0, None),  # MoE context flag z (0: human-led interview)
+            "context": (_NUM, 0.0, _between(0.0, 1.0)),  # MoE context flag z (0: human-led interview)
             "providers": (_LIST, ["CPUExecutionProvider"], _providers),  # ONNX backend only
         },
     },
@@ -115,14 +132,55 @@ SCHEMA: Dict[str, Union[dict, _Leaf]] = {
         "min_ticks": (_INT, 30, _positive),  # PHQ-8 estimate needs this many 100 ms ticks
     },
     "output": {
-        "dir": (_STR, "out", None),  # summary JSON (and tick JSON lines) go here
+        "dir": (_STR, "out", _not_empty),  # summary JSON (and tick JSON lines) go here
         "tick_jsonl": (_BOOL, False, None),
         "database": (_OPT_STR, "out/sessions.sqlite", None),  # null: no database
         "store_media": (_BOOL, False, None),  # keep face crops and audio in the database
     },
     "telemetry": {
-        "http_port": (_OPT_INT, None, _non_negative),  # /metrics on 127.0.0.1; null: off; 0: any port
-        "http_host": (_STR, "127.0.0.1", None),
+        "http_port": (_OPT_INT, None, _port),  # /metrics on 127.0.0.1; null: off; 0: any port
+        "http_host": (_STR, "127.0.0.1", _not_empty),
+    },
+    # `edge kiosk`: the local screening page (edge/apps/kiosk).
+    "kiosk": {
+        "host": (_STR, "127.0.0.1", _not_empty),  # anything but loopback needs `token`
+        "port": (_INT, 8080, _port),
+        "token": (_OPT_STR, None, None),  # required by every request when host is not loopback
+        "capture_seconds": (_NUM, 40, _between(5, 600)),  # one visitor's capture
+        "prompts": (_LIST, ["Tell me about your day.", "What did you enjoy doing this week?",
+                            "How have you been sleeping lately?", "What are you looking forward to?"], _strings),
+        "result_seconds": (_NUM, 30, _between(3, 600)),  # the result screen resets after this
+        "walk_away_seconds": (_NUM, 8, _between(1, 120)),  # no face this long while capturing: abstain, reset
+        "min_brightness": (_NUM, 40, _between(0, 255)),  # mean grey level below this: "too dark"
+        "preview": (_BOOL, True, None),  # mirrored, downscaled live preview (never stored)
+        "preview_fps": (_NUM, 10, _between(1, 30)),
+        "preview_width": (_INT, 320, _between(64, 1280)),
+    },
+    # `edge nightly`: the gateway's batch job over the day's recordings (edge/apps/nightly).
+    "nightly": {
+        "gateway_id": (_STR, "gateway", _not_empty),  # opaque id in MQTT topics and reports
+        "inbox": (_STR, "inbox", _not_empty),  # recordings arrive here (see README: naming)
+        "quarantine": (_STR, "quarantine", _not_empty),  # unreadable recordings go here with their reason
+        "reports": (_STR, "reports", _not_empty),  # PNG + HTML per person and night
+        "stable_seconds": (_NUM, 30, _between(0, 86400)),  # a file must keep its size this long...
+        "done_marker": (_OPT_STR, None, None),  # ...or have a sidecar with this suffix (e.g. ".done")
+        "baseline": (_STR, "first_days", _one_of("first_days", "rolling")),
+        "baseline_days": (_INT, 14, _between(2, 365)),
+        "flag_margin": (_NUM, 3.0, _between(0, 24)),  # PHQ-8 points above the baseline
+        "flag_days": (_INT, 3, _between(1, 60)),  # consecutive days beyond the margin to flag
+    },
+    # Fleet reporting over MQTT (paho-mqtt), used by `edge nightly`.
+    "mqtt": {
+        "enabled": (_BOOL, False, None),
+        "host": (_STR, "127.0.0.1", _not_empty),
+        "port": (_INT, 1883, _between(1, 65535)),
+        "topic_prefix": (_STR, "edge", _not_empty),  # <prefix>/<gateway>/<person>/nightly
+        "tls": (_BOOL, False, None),
+        "ca_file": (_OPT_STR, None, None),
+        "username": (_OPT_STR, None, None),
+        "password_file": (_OPT_STR, None, None),  # a file holding the password (never in the profile)
+        "queue_dir": (_STR, "out/mqtt-queue", _not_empty),  # messages wait here while the broker is away
+        "timeout_s": (_NUM, 10, _between(0.1, 300)),
     },
 }
 
