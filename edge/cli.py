@@ -9,7 +9,7 @@ from typing import List, Optional
 from edge import __version__
 from edge.backends import BACKENDS
 from edge.errors import EdgeError
-from edge.features.face import FACE_DETECTORS
+from edge.features.detectors import DEFAULT_DETECTOR, FACE_DETECTORS
 
 
 def _models(args) -> int:
@@ -36,21 +36,29 @@ def _doctor(args) -> int:
     return run(args)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other user error (exit 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edge", description="On-device depression-screening aid (not a diagnosis).")
+    parser = OneLineParser(prog="edge", description="On-device depression-screening aid (not a diagnosis).")
     parser.add_argument("--version", action="version", version=f"edge {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = OneLineParser(add_help=False)
     common.add_argument("--models-dir", help="folder with the model folders "
                         "(default: $EDGE_MODELS_DIR, else the models shipped in the package)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("face", parents=[common], help="find faces in one image and print their emotion probabilities")
     p.add_argument("image")
-    p.add_argument("--backend", default="tflite", help=f"one of: {', '.join(BACKENDS)}")
+    p.add_argument("--backend", default="tflite", choices=BACKENDS)
     p.add_argument("--precision", default="int8", choices=("fp32", "int8"))
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--detector", default="haar", choices=FACE_DETECTORS,
-                   help="face detector: OpenCV's Haar cascade or the BlazeFace DNN (default: haar)")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, choices=FACE_DETECTORS,
+                   help=f"face detector: the BlazeFace DNN or OpenCV's Haar cascade (default: {DEFAULT_DETECTOR}, "
+                        "as in the profiles)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(func=_face)
 

@@ -101,7 +101,7 @@ SCHEMA: Dict[str, Union[dict, _Leaf]] = {
     },
     "face": {
         # blazeface (DNN, TFLite, ~2 ms) or haar (OpenCV cascade, ~28 ms at downscale 0.5); see
-        # firmware_configs/README.md. The names are edge.features.face.FACE_DETECTORS.
+        # firmware_configs/README.md. The names are edge.features.detectors.FACE_DETECTORS.
         "detector": (_STR, "blazeface", _one_of("blazeface", "haar")),
         "detect_every": (_INT, 5, _positive),  # analysed frames between detections (tracking between)
         "downscale": (_NUM, 0.5, _fraction),  # Haar runs on a frame scaled by this (BlazeFace: always 128x128)

@@ -1,32 +1,41 @@
 """Per-stage latency: every stage of a pipeline reports its time, not only the total."""
 from __future__ import annotations
 
+import bisect
 import time
 from contextlib import contextmanager
-from typing import Dict, Iterator
+from typing import Dict, Iterator, Optional
 
 import numpy as np
+
+# Histogram bucket upper bounds (ms) for /metrics: exact cumulative counts in O(1) memory.
+BUCKETS_MS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0)
 
 
 class LatencySamples:
     """Durations (ms) of one stage, in bounded memory for sessions of any length.
 
-    The count, total and maximum are exact; percentiles are over the most recent
-    `capacity` samples (at 30 frames/s, the last 9 minutes), so an overnight run does
-    not grow without bound.
+    The count, total, maximum and histogram buckets (BUCKETS_MS) are exact; percentiles
+    are over the most recent `capacity` samples (at 30 frames/s, the last 9 minutes), so
+    an overnight run does not grow without bound.
     """
 
-    def __init__(self, capacity: int = 16384) -> None:
+    def __init__(self, capacity: int = 16384, parent: Optional[LatencySamples] = None) -> None:
         self._window = np.zeros(capacity, np.float32)
         self.count = 0
         self.total = 0.0
         self.max = 0.0
+        self.buckets = [0] * (len(BUCKETS_MS) + 1)  # per bucket, the last one past BUCKETS_MS[-1]
+        self.parent = parent
 
     def append(self, ms: float) -> None:
         self._window[self.count % len(self._window)] = ms
         self.count += 1
         self.total += ms
         self.max = max(self.max, ms)
+        self.buckets[bisect.bisect_left(BUCKETS_MS, ms)] += 1
+        if self.parent is not None:
+            self.parent.append(ms)
 
     def __len__(self) -> int:
         return self.count
@@ -37,10 +46,12 @@ class LatencySamples:
 
 
 class StageTimer:
-    """Collects wall-clock durations (ms) per named stage."""
+    """Collects wall-clock durations (ms) per named stage. A session's timer forwards
+    each sample to its parent (the Screener's, which spans every session: /metrics)."""
 
-    def __init__(self) -> None:
+    def __init__(self, parent: Optional[StageTimer] = None) -> None:
         self.samples_ms: Dict[str, LatencySamples] = {}
+        self.parent = parent
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -53,8 +64,17 @@ class StageTimer:
     def add(self, name: str, ms: float) -> None:
         samples = self.samples_ms.get(name)
         if samples is None:
-            samples = self.samples_ms[name] = LatencySamples()
+            parent = None if self.parent is None else self.parent.stage_samples(name)
+            samples = self.samples_ms[name] = LatencySamples(parent=parent)
         samples.append(ms)
+
+    def stage_samples(self, name: str) -> LatencySamples:
+        """The samples of a stage, created empty when it has none yet."""
+        samples = self.samples_ms.get(name)
+        if samples is None:
+            parent = None if self.parent is None else self.parent.stage_samples(name)
+            samples = self.samples_ms[name] = LatencySamples(parent=parent)
+        return samples
 
     def summary(self) -> Dict[str, Dict[str, float]]:
         """{stage: {n, total_ms, p50_ms, p95_ms, p99_ms, max_ms}}."""
@@ -148,66 +168,106 @@ class RunTelemetry:
         }
 
 
-def prometheus_text(snapshot: Dict, prefix: str = "edge") -> str:
-    """The snapshot in the Prometheus text exposition format (version 0.0.4)."""
-    lines = []
+def _seconds_buckets(samples: LatencySamples):
+    """Cumulative (upper bound in s, count) pairs for a Prometheus histogram."""
+    out, running = [], 0
+    for bound_ms, count in zip(BUCKETS_MS, samples.buckets):
+        running += count
+        out.append((repr(bound_ms / 1000.0), running))
+    out.append(("+Inf", samples.count))
+    return out
 
-    def metric(name: str, kind: str, help_text: str, samples) -> None:
-        lines.append(f"# HELP {prefix}_{name} {help_text}")
-        lines.append(f"# TYPE {prefix}_{name} {kind}")
-        for labels, value in samples:
-            if value is None:
-                continue
-            label_text = "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else ""
-            lines.append(f"{prefix}_{name}{label_text} {float(value):g}")
 
-    stage_samples = []
-    for stage, stats in sorted(snapshot["stages_ms"].items()):
-        for q in ("p50", "p95", "p99"):
-            if q in stats:
-                stage_samples.append(({"stage": stage.replace("_ms", ""), "quantile": q[1:]}, stats[q]))
-    metric("stage_latency_ms", "gauge", "Stage latency percentiles in milliseconds.", stage_samples)
-    metric("frames", "counter", "Video frames by fate.",
-           [({"kind": k.replace("frames_", "")}, v) for k, v in sorted(snapshot["counters"].items())
-            if k.startswith("frames_")])
-    other = [(k, v) for k, v in sorted(snapshot["counters"].items()) if not k.startswith("frames_")]
-    for name, value in other:
-        metric(name, "gauge", f"{name.replace('_', ' ')}.", [({}, value)])
-    age = snapshot["frame_age_ms"]
-    metric("frame_age_ms", "gauge", "Frame age at inference in milliseconds.",
-           [({"quantile": q[1:]}, age[q]) for q in ("p50", "p95", "p99") if q in age])
-    metric("flops_per_second", "gauge", "Model FLOPs executed per wall-clock second.",
-           [({}, snapshot["flops_per_s"])])
-    metric("realtime_factor", "gauge", "Media seconds processed per wall-clock second.",
-           [({}, snapshot["realtime_factor"])])
-    metric("cpu_share", "gauge", "CPU seconds per wall-clock second (1.0 = one core).",
-           [({}, snapshot["cpu_share"])])
-    metric("resident_memory_mb", "gauge", "Resident memory in MB.",
-           [({"kind": "current"}, snapshot.get("rss_mb")), ({"kind": "peak"}, snapshot.get("peak_rss_mb"))])
-    return "\n".join(lines) + "\n"
+class EngineCollector:
+    """prometheus_client collector over a Screener: what /metrics serves.
+
+    Stage latency and frame age as histograms in seconds (over every session of the
+    process), counters ending in `_total` (frames by fate, ticks, detections, audio
+    samples, sessions), and gauges for the running session's pace, CPU share, memory and
+    FLOPs per second. Counts and timings only: no personal data.
+    """
+
+    def __init__(self, screener, prefix: str = "edge"):
+        self.screener = screener
+        self.prefix = prefix
+
+    def describe(self):
+        return []  # unchecked collector: its families depend on what has run
+
+    def collect(self):
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+        p = self.prefix
+        screener = self.screener
+        stages = HistogramMetricFamily(f"{p}_stage_latency_seconds", "Pipeline stage latency.", labels=["stage"])
+        for name, samples in sorted(screener.timer.samples_ms.items()):
+            stage = name[:-3] if name.endswith("_ms") else name
+            stages.add_metric([stage], _seconds_buckets(samples), samples.total / 1000.0)
+        yield stages
+        ages = screener.frame_ages_ms
+        age = HistogramMetricFamily(f"{p}_frame_age_seconds", "Age of a frame when its face was classified.")
+        age.add_metric([], _seconds_buckets(ages), ages.total / 1000.0)
+        yield age
+        counters = screener.live_counters()
+        frames = CounterMetricFamily(f"{p}_frames", "Video frames by fate.", labels=["kind"])
+        for kind in ("in", "analysed", "with_face", "dropped"):
+            frames.add_metric([kind], counters.get("frames_" + kind, 0))
+        yield frames
+        audio = CounterMetricFamily(f"{p}_audio_samples", "16 kHz audio samples by fate.", labels=["kind"])
+        for kind, key in (("in", "audio_samples_in"), ("overflow", "audio_overflow_samples"),
+                          ("gap", "audio_gap_samples")):
+            audio.add_metric([kind], counters.get(key, 0))
+        yield audio
+        for name, key, text in (("ticks", "ticks", "100 ms fusion ticks closed."),
+                                ("face_detections", "face_detections", "Face detector runs."),
+                                ("face_track_reuses", "face_track_reuses", "Frames whose face was tracked."),
+                                ("sessions", "sessions", "Sessions started.")):
+            yield CounterMetricFamily(f"{p}_{name}", text, value=counters.get(key, 0))
+        snapshot = screener.live_snapshot()
+        if snapshot:
+            for name, key, text in (("realtime_factor", "realtime_factor", "Media seconds per wall second."),
+                                    ("cpu_share", "cpu_share", "CPU seconds per wall second (1.0 = one core)."),
+                                    ("flops_per_second", "flops_per_s", "Model FLOPs executed per wall second.")):
+                yield GaugeMetricFamily(f"{p}_{name}", text + " (the current or last session)",
+                                        value=snapshot.get(key) or 0.0)
+        usage = process_usage()
+        memory = GaugeMetricFamily(f"{p}_resident_memory_bytes", "Resident memory.", labels=["kind"])
+        for kind, key in (("current", "rss_mb"), ("peak", "peak_rss_mb")):
+            if usage.get(key) is not None:
+                memory.add_metric([kind], usage[key] * 1024 * 1024)
+        yield memory
+
+
+def prometheus_text(screener) -> str:
+    """The Screener's metrics in the Prometheus text exposition format."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(EngineCollector(screener))
+    return generate_latest(registry).decode()
 
 
 class MetricsServer:
-    """Serves `/metrics` (Prometheus text) and `/metrics.json` from a thread.
+    """Serves `/metrics` (Prometheus text, prometheus_client) and `/metrics.json` (the
+    running or last session's telemetry) from a thread.
 
     Binds 127.0.0.1 by default; port 0 picks a free port (see `.port`).
     """
 
-    def __init__(self, telemetry: RunTelemetry, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, screener, host: str = "127.0.0.1", port: int = 0):
+        import json
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-        owner = telemetry
+        from prometheus_client import CONTENT_TYPE_LATEST
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 if self.path == "/metrics":
-                    body = prometheus_text(owner.snapshot()).encode()
-                    kind = "text/plain; version=0.0.4"
+                    body = prometheus_text(screener).encode()
+                    kind = CONTENT_TYPE_LATEST
                 elif self.path == "/metrics.json":
-                    import json
-
-                    body = json.dumps(owner.snapshot()).encode()
+                    body = json.dumps(screener.live_snapshot()).encode()
                     kind = "application/json"
                 else:
                     self.send_error(404)
@@ -223,10 +283,10 @@ class MetricsServer:
 
         try:
             self.server = ThreadingHTTPServer((host, port), Handler)
-        except OSError as exc:
+        except (OSError, OverflowError) as exc:
             from edge.errors import EdgeError
 
-            raise EdgeError(f"cannot serve /metrics on {host}:{port}: {exc.strerror or exc}; "
+            raise EdgeError(f"cannot serve /metrics on {host}:{port}: {getattr(exc, 'strerror', None) or exc}; "
                             "change telemetry.http_port") from None
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]

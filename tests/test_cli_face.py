@@ -56,7 +56,7 @@ def test_models_lists_the_shipped_models():
 
 @pytest.mark.parametrize("args,message", [
     (["face", "missing.jpg"], "does not exist"),
-    (["face", str(SAMPLE_IMAGE), "--backend", "tensorrt"], "unknown backend"),
+    (["face", str(SAMPLE_IMAGE), "--backend", "tensorrt"], "invalid choice: 'tensorrt'"),
     (["face", str(SAMPLE_IMAGE), "--models-dir", "/nonexistent"], "does not exist"),
 ])
 def test_bad_input_gives_one_line_and_exit_2(args, message):
@@ -94,10 +94,11 @@ def test_tampered_model_file_is_refused_by_sha256(tmp_path, via):
 def test_models_dir_override_is_used(tmp_path):
     models = tmp_path / "models"
     shutil.copytree(SHIPPED_MODELS / "mini_xception", models / "mini_xception")
+    shutil.copytree(SHIPPED_MODELS / "blazeface", models / "blazeface")  # the default detector
     proc = edge("face", str(SAMPLE_IMAGE), "--json", env={"EDGE_MODELS_DIR": str(models)})
     assert proc.returncode == 0, proc.stderr
     proc = edge("models", "--models-dir", str(models))
-    assert str(models) in proc.stdout and "lstm_moe" not in proc.stdout
+    assert str(models) in proc.stdout and "lstm_moe" not in proc.stdout and "blazeface" in proc.stdout
 
 
 def test_missing_interpreter_package_is_a_clear_error(monkeypatch):

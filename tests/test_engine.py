@@ -95,7 +95,7 @@ def test_ticks_are_100ms_with_the_configured_analysis_rate(recording, classifier
     assert all(t.frames == 1 for t in ticks)  # one analysed frame per 100 ms tick
     assert engine.face_frames == 20 and all(t.faces == 1 for t in ticks)
     assert engine.tracker.detections < engine.frames_analysed  # tracking between detections
-    assert engine.features().shape == (20, TICK_FEATURE_COUNT)
+    assert np.stack([t.features for t in ticks]).shape == (20, TICK_FEATURE_COUNT)
     assert [t.severity.steps for t in ticks] == list(range(1, 21))
     assert all(t.severity.note == "demo weights, not for screening" for t in ticks)
     assert engine.voiced_share() > 0.2  # the sample has speech
@@ -105,7 +105,7 @@ def test_carried_state_equals_one_shot_over_the_session(recording, classifier):
     frames, audio = recording
     engine = make_engine(classifier)
     ticks = run_whole(engine, frames, audio)
-    one_shot = engine.severity.window_estimate(engine.features())
+    one_shot = engine.severity.window_estimate(np.stack([t.features for t in ticks]))
     assert abs(one_shot.mu - ticks[-1].severity.mu) < 1e-3
     assert abs(one_shot.sigma - ticks[-1].severity.sigma) < 1e-3
 
@@ -134,7 +134,7 @@ def test_no_face_and_audio_gaps(classifier):
     assert engine.face_frames == 0 and all(t.emotions is None for t in ticks)
     assert [t.audio_gap for t in ticks] == [True, True, False, False, False]
     assert engine.audio_gap_samples == 2 * TICK_SAMPLES
-    assert np.all(engine.features()[:, 7] == 0.0)  # face_present
+    assert all(t.features[7] == 0.0 for t in ticks)  # face_present
 
 
 def test_video_only_and_audio_only_sessions(recording, classifier):
@@ -170,3 +170,17 @@ def test_tracker_follows_a_moving_face_and_redetects_when_lost(recording):
     blank = np.full_like(gray[0], 90)
     assert face_box(tracker, blank) is None  # match fails -> re-detect -> no face
     assert tracker.detections == 2
+
+
+def test_the_vote_keeps_only_its_frames_and_counts_the_rest(recording, classifier):
+    """Constant memory: the engine keeps the first vote_frames face rows (what the vote
+    reads) and counts the others; per-tick data leaves with each tick."""
+    frames, audio = recording
+    engine = make_engine(classifier, vote_frames=8)
+    ticks = run_whole(engine, frames, audio)
+    assert engine.face_frames == 20 and engine.vote_frames.count == 20
+    assert engine.vote_frames.rows().shape == (8, 7)
+    first = [t.emotions for t in ticks if t.faces][:8]  # one face a tick: the first 8 rows
+    np.testing.assert_allclose(engine.vote_frames.rows(), np.stack(first), atol=1e-6)
+    kept = {k: len(v) for k, v in vars(engine).items() if isinstance(v, (list, dict)) and len(v)}
+    assert kept == {}, kept  # nothing per frame or per tick is left behind

@@ -14,14 +14,27 @@ from edge.cli import main
 from edge.config import parse_config
 from edge.features.tick import TICK_FEATURE_COUNT, read_session_features
 from edge.manifest import load_manifest
+from edge.engine import Screener, ScreenerOptions
+from edge.engine.outputs import SessionWriter
 from edge.stream.models import emotion_flops, severity_flops
-from edge.stream.runner import SessionRunner
-from edge.telemetry import prometheus_text
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_VIDEO = str(ROOT / "edge" / "samples" / "demo_face.mp4")
 DEMO_WAV = str(ROOT / "edge" / "samples" / "demo_speech.wav")
 DESKTOP = ROOT / "firmware_configs" / "desktop.yaml"
+
+
+def run_session(config, video, audio, save_features=None, on_tick=None, screener=None, **kw):
+    """What `edge run` does, from Python: the session's summary dict (saved as configured)."""
+    screener = screener or Screener(ScreenerOptions(config))
+    run = screener.run(video, audio, on_tick=on_tick, **kw)
+    writer = SessionWriter(config.output, run.session_id, save_features, config.models.severity.context)
+    try:
+        for tick in run:
+            writer.tick(tick)
+    finally:
+        writer.close(run.result)
+    return run.result.to_dict()
 
 
 def profile(tmp_path, **changes) -> Path:
@@ -100,54 +113,65 @@ def test_text_output_says_a_short_vote_is_provisional(tmp_path, capsys):
 
 
 def test_metrics_endpoint_serves_prometheus_text_on_loopback(tmp_path):
+    """/metrics is prometheus_client's exposition, parsed here by its own parser: stage
+    latency histograms in seconds, counters ending in _total that are live mid-session."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     config = parse_config({"telemetry": {"http_port": 0}, "output": {"dir": str(tmp_path), "database": None}})
+    screener = Screener(ScreenerOptions(config))
+    server = screener.serve_metrics("127.0.0.1", 0)
     scraped = {}
 
-    def on_tick(record):
-        if record["tick"] == 10:
-            port = runner.metrics.port
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+    def on_tick(tick):
+        if tick.index == 10:
+            with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as response:
                 scraped["text"] = response.read().decode()
                 scraped["type"] = response.headers["Content-Type"]
 
-    runner = SessionRunner(config, DEMO_VIDEO, DEMO_WAV, fast=True, duration_s=2.0, on_tick=on_tick)
-    summary = runner.run()
+    try:
+        summary = run_session(config, DEMO_VIDEO, DEMO_WAV, fast=True, duration_s=2.0, on_tick=on_tick,
+                              screener=screener)
+    finally:
+        server.close()
     assert summary["complete"]
-    text = scraped["text"]
     assert scraped["type"].startswith("text/plain")
-    assert 'edge_stage_latency_ms{stage="detect",quantile="99"}' in text
-    assert "# TYPE edge_flops_per_second gauge" in text and "edge_resident_memory_mb" in text
+    families = {f.name: f for f in text_string_to_metric_families(scraped["text"])}
+    assert families["edge_stage_latency_seconds"].type == "histogram"
+    assert families["edge_frames"].type == "counter" and families["edge_ticks"].type == "counter"
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+    detect_count = samples[("edge_stage_latency_seconds_count", (("stage", "detect"),))]
+    assert detect_count >= 1
+    assert samples[("edge_stage_latency_seconds_bucket", (("le", "+Inf"), ("stage", "detect")))] == detect_count
     # The counters are live: at tick 10 (1.0 s) about 30 frames have come in.
-    assert 'edge_frames{kind="in"}' in text and 'edge_frames{kind="dropped"} 0' in text
-    def value(name):
-        return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+    assert 25 <= samples[("edge_frames_total", (("kind", "in"),))] <= 45
+    assert samples[("edge_frames_total", (("kind", "dropped"),))] == 0
+    assert 5 <= samples[("edge_ticks_total", ())] <= 11
+    assert samples[("edge_audio_samples_total", (("kind", "overflow"),))] == 0
+    assert samples[("edge_frame_age_seconds_count", ())] >= 1
+    assert samples[("edge_resident_memory_bytes", (("kind", "current"),))] > 1e6
+    assert "edge_flops_per_second" in families and "edge_sessions" in families
 
-    assert 25 <= value('edge_frames{kind="in"}') <= 45 and 5 <= value("edge_ticks") <= 10
-    assert "edge_audio_overflow_samples 0" in text
-    assert 'edge_frame_age_ms{quantile="50"}' in text
 
+def test_metrics_carry_no_personal_data(tmp_path):
+    """/metrics serves counts and timings only: no session id, source path or reading."""
+    from edge.telemetry import prometheus_text
 
-def test_prometheus_text_format():
-    snapshot = {"stages_ms": {"detect_ms": {"n": 3, "p50": 1.0, "p95": 2.0, "p99": 3.0, "max": 3.0}},
-                "counters": {"frames_in": 10, "frames_dropped": 2, "ticks": 4}, "frame_age_ms": {"n": 0},
-                "flops_per_s": 5.0, "realtime_factor": 3.0, "cpu_share": 0.5, "rss_mb": 80.0, "peak_rss_mb": 90.0}
-    text = prometheus_text(snapshot)
-    assert 'edge_frames{kind="dropped"} 2' in text and 'edge_frames{kind="in"} 10' in text
-    assert 'edge_stage_latency_ms{stage="detect",quantile="50"} 1' in text
-    assert "edge_ticks 4" in text
-    for line in text.splitlines():
-        assert line.startswith("#") or line.startswith("edge_")
+    config = parse_config({"output": {"dir": str(tmp_path), "database": None}})
+    screener = Screener(ScreenerOptions(config))
+    summary = run_session(config, DEMO_VIDEO, DEMO_WAV, fast=True, duration_s=1.0, screener=screener)
+    text = prometheus_text(screener)
+    for private in (summary["session_id"], "demo_face", "demo_speech", "phq8", "vote", "happy", "sad"):
+        assert private not in text
 
 
 def test_an_interrupted_session_still_writes_its_summary_and_row(tmp_path):
     config = parse_config({"output": {"dir": str(tmp_path), "database": str(tmp_path / "s.sqlite")}})
 
-    def on_tick(record):
-        if record["tick"] == 12:
+    def on_tick(tick):
+        if tick.index == 12:
             raise KeyboardInterrupt
 
-    runner = SessionRunner(config, DEMO_VIDEO, DEMO_WAV, fast=True, on_tick=on_tick)
-    summary = runner.run()
+    summary = run_session(config, DEMO_VIDEO, DEMO_WAV, fast=True, on_tick=on_tick)
     assert summary["complete"] is False and summary["stop_reason"] == "interrupted"
     assert summary["duration_s"] >= 1.3
     assert json.loads(Path(summary["summary_file"]).read_text())["complete"] is False
@@ -226,9 +250,7 @@ def test_a_camera_that_goes_away_leaves_a_gap_and_the_session_goes_on(tmp_path):
         return cameras.pop(0) if cameras else PacedCamera(0)
 
     ticks = []
-    runner = SessionRunner(config, "camera:0", None, duration_s=1.5, capture_factory=factory,
-                           on_tick=ticks.append)
-    summary = runner.run()
+    summary = run_session(config, "camera:0", None, duration_s=1.5, capture_factory=factory, on_tick=ticks.append)
     assert summary["complete"] and summary["stop_reason"] == "duration reached"
     assert summary["gaps"]["video"] and summary["gaps"]["video"][0][0] < 0.8
     assert len(ticks) >= 9  # ticks went on while the camera was away
@@ -273,7 +295,7 @@ def test_fast_mode_interleaves_long_video_and_audio_and_keeps_every_frame(tmp_pa
 
     monkeypatch.setattr(StreamEngine, "push_audio", spy)
     config = parse_config({"output": {"dir": str(tmp_path), "database": None}})
-    summary = SessionRunner(config, video, audio, fast=True).run()
+    summary = run_session(config, video, audio, fast=True)
     assert summary["complete"] and summary["warnings"] == []
     assert summary["telemetry"]["counters"]["frames_in"] == 600
     assert summary["telemetry"]["counters"]["ticks"] == 200
@@ -284,7 +306,7 @@ def test_fast_mode_interleaves_long_video_and_audio_and_keeps_every_frame(tmp_pa
 def test_time_without_video_counts_as_time_without_a_face(tmp_path):
     _, audio = write_session_files(tmp_path, 1, audio_seconds=30)
     config = parse_config({"output": {"dir": str(tmp_path), "database": None}})
-    summary = SessionRunner(config, DEMO_VIDEO, audio, fast=True).run()
+    summary = run_session(config, DEMO_VIDEO, audio, fast=True)
     screening = summary["screening"]
     assert summary["complete"] and summary["duration_s"] == 30.0
     # 50 analysed frames with a face in a 5 s video, out of 300 the 30 s session would have had.
@@ -314,11 +336,17 @@ def test_an_output_that_fails_at_the_end_does_not_lose_the_others(tmp_path):
     features_dir = tmp_path / "features"
     features_dir.mkdir()
     config = parse_config({"output": {"dir": str(tmp_path / "out"), "database": str(tmp_path / "s.sqlite")}})
-    runner = SessionRunner(config, DEMO_VIDEO, DEMO_WAV, fast=True, duration_s=1.0,
-                           save_features=str(features_dir / "x.npz"))
+    screener = Screener(ScreenerOptions(config))
+    run = screener.run(DEMO_VIDEO, DEMO_WAV, fast=True, duration_s=1.0)
+    writer = SessionWriter(config.output, run.session_id, str(features_dir / "x.npz"))
+    for tick in run:
+        writer.tick(tick)
+    (features_dir / ".x.npz.part").unlink()
     features_dir.rmdir()  # gone by the time the session ends
-    summary = runner.run()
-    assert any(w.startswith("features not written") for w in summary["warnings"])
+    lost = writer.close(run.result)
+    summary = run.result.to_dict()
+    assert lost == ["features"]
+    assert any(w.startswith("features NOT saved") for w in summary["warnings"])
     assert "features_file" not in summary
     row = sqlite3.connect(str(tmp_path / "s.sqlite")).execute("SELECT complete FROM sessions").fetchone()
     assert row == (1,)
@@ -327,12 +355,13 @@ def test_an_output_that_fails_at_the_end_does_not_lose_the_others(tmp_path):
 
 
 def test_stalled_sources_exit_3_not_the_interrupt_code(tmp_path, capsys, monkeypatch):
-    from edge.stream import runner as runner_module
+    from edge.engine import sources
 
     def stalled(self):
-        self.stop_reason = runner_module.STALLED
+        return sources.STALLED
+        yield  # a generator, as _feed is
 
-    monkeypatch.setattr(runner_module.SessionRunner, "_loop", stalled)
+    monkeypatch.setattr(sources.SourceRun, "_feed", stalled)
     code = main(["run", "--config", str(profile(tmp_path)), "--video", DEMO_VIDEO, "--fast", "--json"])
     summary = json.loads(capsys.readouterr().out.splitlines()[-1])["summary"]
     assert code == 3

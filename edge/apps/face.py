@@ -8,7 +8,8 @@ from typing import Dict
 from edge import SCREENING_DISCLAIMER
 from edge.emotion import EmotionClassifier
 from edge.errors import EdgeError
-from edge.features.face import import_cv2, open_face_detector, to_gray
+from edge.features.detectors import open_face_detector
+from edge.features.face import import_cv2, to_gray
 from edge.native_output import set_opencv_log_level
 from edge.telemetry import StageTimer
 

@@ -1,9 +1,14 @@
 """`edge run`: a screening session from a camera/microphone or files.
 
-Exit codes: 0 the session ran to its end (sources ended or --duration reached);
-130 interrupted (Ctrl-C, SIGTERM); 3 ended early for another reason (the sources
+Exit codes: 0 the session ran to its end (sources ended or --duration reached) and was
+saved; 130 interrupted (Ctrl-C, SIGTERM); 3 ended early for another reason (the sources
 stalled: no data for 10 s) -- in both cases the summary and the database row are
-still written, with `complete: false` and the `stop_reason`; 2 a user error.
+still written, with `complete: false` and the `stop_reason`; 4 the session ran but its
+summary or database row could not be saved (the output says which, and where the rest
+went); 2 a user error.
+
+Built on the public engine (edge.engine): the Screener loads the models, a SourceRun
+feeds the session from the sources, a SessionWriter streams and saves the outputs.
 
 Sources: when the command line names any source (--video/--camera/--gst/--picamera2,
 --audio/--mic), only the named ones are used; otherwise the config's
@@ -16,9 +21,8 @@ import signal
 import sys
 from typing import Dict, Optional, Tuple
 
-from edge.config import load_config
-
 EXIT_INCOMPLETE = 3  # ended early, not by the user (see the module docstring)
+EXIT_NOT_SAVED = 4  # the session's summary or row could not be written
 EXIT_INTERRUPTED = 130  # Ctrl-C / SIGTERM, the shell's code for SIGINT
 
 
@@ -93,38 +97,75 @@ def format_summary(summary: Dict) -> str:
     return "\n".join(lines)
 
 
-def _sigterm(signum, frame):  # turn SIGTERM into the same clean stop as Ctrl-C
-    raise KeyboardInterrupt
+class StopSignals:
+    """SIGINT and SIGTERM end the session once: the first raises KeyboardInterrupt (the
+    run keeps what it had), later ones while the session closes and saves are noted and
+    ignored, so a second Ctrl-C cannot lose the session. Main thread only."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.closing = False
+        self._previous = {}
+
+    def _handle(self, signum, frame) -> None:
+        self.received += 1
+        if self.received == 1 and not self.closing:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> StopSignals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave the defaults
+                pass
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
 def run(args) -> int:
-    from edge.stream.runner import SessionRunner
+    from edge.engine import ScreenerOptions
+    from edge.engine.outputs import SessionWriter, check_outputs
+    from edge.engine.screener import Screener
 
-    config = load_config(args.config)
-    if getattr(args, "detector", None):
-        config.face.detector = args.detector  # the command line wins over the profile
+    options = ScreenerOptions.from_profile(args.config, args.models_dir, getattr(args, "detector", None))
+    config = options.config
     video, audio = choose_sources(args, config)
-
-    def print_tick(record: Dict) -> None:
-        print(json.dumps(record), flush=True)
-
-    runner = SessionRunner(config, video, audio, fast=args.fast, duration_s=args.duration,
-                           models_dir=args.models_dir, save_features=args.save_features,
-                           on_tick=print_tick if args.json else None)
-    try:
-        previous = signal.signal(signal.SIGTERM, _sigterm)
-    except ValueError:  # not the main thread
-        previous = None
-    try:
-        summary = runner.run()
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    check_outputs(config.output, args.save_features)  # before the models load: fail fast
+    with StopSignals() as signals:
+        screener = Screener.create_from_options(options)
+        source_run = screener.run(video, audio, fast=args.fast, duration_s=args.duration)
+        tel = config.telemetry
+        metrics = None if tel.http_port is None else screener.serve_metrics(tel.http_host, tel.http_port)
+        writer = SessionWriter(config.output, source_run.session_id, args.save_features,
+                               config.models.severity.context)
+        try:
+            for tick in source_run:
+                writer.tick(tick)
+                if args.json:
+                    print(json.dumps(tick.to_dict()), flush=True)
+        finally:
+            signals.closing = True  # from here on a signal cannot cut the saving short
+            if metrics is not None:
+                metrics.close()
+            result = source_run.result
+            if result is not None:
+                media = (source_run.session.engine.media_crops, source_run.session.engine.media_audio)
+                lost = writer.close(result, media)
+        if signals.received > 1:
+            result.warnings.append(f"{signals.received - 1} more stop signal(s) ignored while the session was saved")
+    summary = result.to_dict()
     if args.json:
         print(json.dumps({"summary": summary}), flush=True)
     else:
         print(format_summary(summary))
     sys.stdout.flush()
-    if summary["complete"]:
+    if lost:
+        print(f"edge: error: session {result.session_id} NOT saved: {', '.join(lost)} lost "
+              f"({'; '.join(w for w in result.warnings if 'NOT saved' in w)})", file=sys.stderr)
+        return EXIT_NOT_SAVED
+    if result.complete:
         return 0
-    return EXIT_INTERRUPTED if summary["stop_reason"].startswith("interrupted") else EXIT_INCOMPLETE
+    return EXIT_INTERRUPTED if result.stop_reason.startswith("interrupted") else EXIT_INCOMPLETE

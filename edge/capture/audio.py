@@ -78,7 +78,7 @@ class WavSource:
         except (wave.Error, EOFError) as exc:
             raise EdgeError(f"audio {path} is not a PCM WAV file ({exc}); convert it: "
                             f"ffmpeg -i {path} -ac 1 -ar 16000 -sample_fmt s16 out.wav") from None
-        if self.sample_width not in (1, 2, 3, 4) or self.rate_hz < 4000:
+        if self.sample_width not in (1, 2, 3, 4) or self.rate_hz < 8000:
             raise EdgeError(f"audio {path} has {8 * self.sample_width}-bit samples at {self.rate_hz} Hz; "
                             "give 8/16/24/32-bit PCM at 8 kHz or more")
         if self.channels > 1:

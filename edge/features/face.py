@@ -3,9 +3,9 @@
 The same functions prepare faces for training/calibration in `export/` and for
 inference on the device, so the two cannot drift apart.
 
-Detectors: `open_face_detector(name, ...)` gives "haar" (OpenCV's cascade, below) or
-"blazeface" (edge/features/blazeface.py); both have `detect(image, gray=None)` returning
-boxes (x, y, w, h) in frame pixels, largest first.
+Detectors (`edge.features.detectors.open_face_detector`): "haar" (OpenCV's cascade,
+below) or "blazeface" (edge/features/blazeface.py); both have `detect(image, gray=None)`
+returning boxes (x, y, w, h) in frame pixels, largest first.
 
 Crop rule ("square_margin"): the detector's box is made square around its centre
 (side = the longer of width and height), grown by `margin_ratio` of that side on each
@@ -115,23 +115,3 @@ class HaarFaceDetector:
         boxes = [tuple(int(round(v / self.downscale)) for v in box) for box in found]
         boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
         return boxes
-
-
-FACE_DETECTORS = ("haar", "blazeface")
-
-
-def open_face_detector(name: str = "haar", models_dir: Optional[str] = None, threads: int = 1,
-                       min_size: int = 40, downscale: float = 1.0):
-    """The face detector called `name` (one of FACE_DETECTORS).
-
-    min_size: smallest face side in frame pixels (both). downscale: the frame scale the
-    Haar cascade runs at (BlazeFace always sees the whole frame at 128x128). models_dir
-    and threads: where the BlazeFace model lives and its inference threads.
-    """
-    if name == "haar":
-        return HaarFaceDetector(min_size=min_size, downscale=downscale)
-    if name == "blazeface":
-        from edge.features.blazeface import BlazeFaceDetector
-
-        return BlazeFaceDetector(models_dir=models_dir, threads=threads, min_size=min_size)
-    raise EdgeError(f"unknown face detector {name!r}; choose one of: {', '.join(FACE_DETECTORS)}")

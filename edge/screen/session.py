@@ -22,7 +22,8 @@ def _face_reason(face_share: float, min_face_share: float, frames_analysed: int)
 
 def screen_session(face_probs: np.ndarray, frames_analysed: int, ticks: int, voiced_share: float,
                    severity: Optional[SeverityEstimate], screen, has_audio: bool = True,
-                   demo_weights: bool = True, labels=EMOTIONS, expected_frames: Optional[int] = None) -> Dict:
+                   demo_weights: bool = True, labels=EMOTIONS, expected_frames: Optional[int] = None,
+                   face_frames: Optional[int] = None) -> Dict:
     """Both readings of a session.
 
     face_probs: [n, 7] emotion probabilities of analysed frames with a face, in order;
@@ -32,10 +33,13 @@ def screen_session(face_probs: np.ndarray, frames_analysed: int, ticks: int, voi
     expected_frames: the frames the whole session would have had analysed (duration x
     analysis rate). The face share is taken over these, so time without video (a
     video shorter than the audio, a camera away) counts as time without a face.
+    face_frames: analysed frames with a face in the whole session, when `face_probs`
+    holds only the first ones the vote reads (default: its length).
     """
     probs = np.asarray(face_probs, np.float32).reshape(-1, len(labels))
+    faces = len(probs) if face_frames is None else int(face_frames)
     frames_expected = max(int(frames_analysed), int(expected_frames or 0))
-    face_share = len(probs) / float(frames_expected) if frames_expected and frames_analysed else 0.0
+    face_share = faces / float(frames_expected) if frames_expected and frames_analysed else 0.0
     face_reason = _face_reason(face_share, screen.min_face_share, frames_analysed)
     vote = vote_rule(probs, labels, screen.vote_frames, screen.min_vote_frames, face_reason)
 

@@ -12,6 +12,11 @@ vector assembled, LSTM-MoE advanced one step with its carried state) once both s
 have passed its end, or ended. Because every decision depends only on timestamps and
 sample counts, a session fed in any chunking, in any interleaving of the two streams,
 gives the same ticks (tests/test_engine.py checks it).
+
+Memory is constant over a session of any length: what the session summary needs is
+kept as running aggregates (counts, the voiced sum, the last severity estimate) and the
+first `vote_frames` face rows the vote rule reads; tick vectors leave with their
+TickResult (the caller streams them to disk when it wants them).
 """
 from __future__ import annotations
 
@@ -41,7 +46,9 @@ _VOICED = TICK_FEATURES.index("voiced_ratio")
 class TickResult(NamedTuple):
     """One closed tick: index, start time (s), the tick vector, frames analysed, faces
     seen, the mean emotion probabilities of its faces (or None), the severity estimate
-    after it (or None without a severity model), and whether its audio was a gap."""
+    after it (or None without a severity model), whether its audio was a gap, the last
+    face box (x, y, w, h in frame fractions, or None), the most faces one detection saw
+    in the tick, and the mean grey level (0..255) of its analysed frames (None without)."""
 
     index: int
     t_s: float
@@ -51,6 +58,26 @@ class TickResult(NamedTuple):
     emotions: Optional[np.ndarray]
     severity: Optional[SeverityEstimate]
     audio_gap: bool
+    face_box: Optional[np.ndarray] = None
+    faces_in_view: int = 0
+    brightness: Optional[float] = None
+
+
+class VoteFrames:
+    """The first `capacity` face rows of a session, in order (what the vote rule reads),
+    in one preallocated array; later rows are counted, not kept."""
+
+    def __init__(self, capacity: int, width: int = 7) -> None:
+        self._rows = np.zeros((max(1, int(capacity)), width), np.float32)
+        self.count = 0  # every row offered, kept or not
+
+    def append(self, row: np.ndarray) -> None:
+        if self.count < len(self._rows):
+            self._rows[self.count] = row
+        self.count += 1
+
+    def rows(self) -> np.ndarray:
+        return self._rows[:min(self.count, len(self._rows))]
 
 
 class _SampleFifo:
@@ -95,6 +122,8 @@ class _VisualAccumulator:
         self.frames = 0
         self.probs: List[np.ndarray] = []
         self.boxes: List[np.ndarray] = []
+        self.faces_in_view = 0
+        self.brightness_sum = 0.0
 
 
 class StreamEngine:
@@ -109,7 +138,8 @@ class StreamEngine:
 
     def __init__(self, classifier, tracker, severity=None, analysis_fps: float = 10.0,
                  has_video: bool = True, has_audio: bool = True, timer: Optional[StageTimer] = None,
-                 now_s: Optional[Callable[[], float]] = None, keep_media: bool = False):
+                 now_s: Optional[Callable[[], float]] = None, keep_media: bool = False,
+                 vote_frames: int = 1200):
         self.classifier = classifier
         self.tracker = tracker
         self.severity = severity
@@ -129,15 +159,14 @@ class StreamEngine:
         self._audio = _SampleFifo()  # samples from tick `next_tick` on
         self._audio_total = 0
         self._gap_ranges: List[List[int]] = []  # [start, end) sample ranges that were gaps
-        # Session record (for screening and the summary).
+        # Session record (for screening and the summary): running aggregates only.
         self.frames_in = 0
         self.frames_analysed = 0
         self.face_frames = 0
-        self.face_probs: List[np.ndarray] = []  # one row per analysed frame with a face, in order
+        self.vote_frames = VoteFrames(vote_frames, len(getattr(classifier, "labels", ())) or 7)
         self.frame_ages_ms = LatencySamples()
-        self.tick_features: List[np.ndarray] = []
-        self.voiced: List[float] = []
-        self.severity_trace: List[SeverityEstimate] = []
+        self.last_estimate: Optional[SeverityEstimate] = None
+        self._voiced_sum = 0.0
         self.audio_gap_samples = 0
         self.media_crops: List[np.ndarray] = []
         self.media_audio: List[np.ndarray] = []
@@ -164,6 +193,7 @@ class StreamEngine:
         self.frames_analysed += 1
         with timer.stage("gray_ms"):
             gray = to_gray(frame.image)
+        acc.brightness_sum += float(gray[::8, ::8].mean())
         box = None
         if not self.tracker.needs_detection(gray):
             with timer.stage("track_ms"):
@@ -171,6 +201,7 @@ class StreamEngine:
         if box is None:  # on schedule, or the tracked face was lost
             with timer.stage("detect_ms"):
                 box = self.tracker.detect(gray, frame.image)
+            acc.faces_in_view = max(acc.faces_in_view, self.tracker.faces_seen)
         if box is None:
             return
         with timer.stage("preprocess_ms"):
@@ -184,7 +215,7 @@ class StreamEngine:
         acc.probs.append(np.asarray(probs, np.float32))
         acc.boxes.append(np.array([x / width, y / height, w / width, h / height], np.float32))
         self.face_frames += 1
-        self.face_probs.append(np.asarray(probs, np.float32))
+        self.vote_frames.append(probs)
         if self.keep_media:
             self.media_crops.append(np.clip((faces[0, 0] + 1.0) * 127.5, 0, 255).astype(np.uint8))
 
@@ -268,11 +299,13 @@ class StreamEngine:
         if self.severity is not None:
             with timer.stage("infer_severity_ms"):
                 estimate = self.severity.step(vector)
-            self.severity_trace.append(estimate)
-        self.tick_features.append(vector)
-        self.voiced.append(float(vector[_VOICED]) if self.has_audio else 0.0)
+            self.last_estimate = estimate
+        if self.has_audio:
+            self._voiced_sum += float(vector[_VOICED])
         return TickResult(k, k * TICK_MS / 1000.0, vector, acc.frames, len(acc.probs),
-                          probs.mean(axis=0) if len(probs) else None, estimate, gap)
+                          probs.mean(axis=0) if len(probs) else None, estimate, gap,
+                          boxes[-1].copy() if len(boxes) else None, acc.faces_in_view,
+                          acc.brightness_sum / acc.frames if acc.frames else None)
 
     def finish(self) -> List[TickResult]:
         """End both streams and close every remaining tick."""
@@ -286,7 +319,8 @@ class StreamEngine:
     # ----- session record ------------------------------------------------------------
     @property
     def ticks(self) -> int:
-        return len(self.tick_features)
+        """Ticks closed so far."""
+        return self.next_tick
 
     @property
     def video_ticks(self) -> int:
@@ -298,12 +332,6 @@ class StreamEngine:
         """Ticks that the audio reached (gaps included)."""
         return -(-self._audio_total // TICK_SAMPLES)
 
-    def features(self) -> np.ndarray:
-        """The session's tick vectors [T, 43] (what --save-features writes)."""
-        if not self.tick_features:
-            return np.zeros((0, 43), np.float32)
-        return np.stack(self.tick_features).astype(np.float32)
-
     def voiced_share(self) -> float:
         """Share of the session's 10 ms audio frames that were voiced."""
-        return float(np.mean(self.voiced)) if self.voiced else 0.0
+        return self._voiced_sum / self.next_tick if self.next_tick else 0.0

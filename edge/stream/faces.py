@@ -28,6 +28,7 @@ class FaceTracker:
         self.min_score = float(min_score)
         self.detections = 0
         self.reuses = 0
+        self.faces_seen = 0  # faces the latest detection found (the largest is followed)
         self.box: Optional[Box] = None
         self._since = 0
         self._template: Optional[np.ndarray] = None
@@ -45,6 +46,7 @@ class FaceTracker:
         """
         boxes = self.detector.detect(gray if image is None else image, gray)
         self.detections += 1
+        self.faces_seen = len(boxes)
         self._since = 0
         self.box = tuple(int(v) for v in boxes[0]) if boxes else None  # largest first
         self._template = None
@@ -84,9 +86,13 @@ class FaceTracker:
         return self.box, float(best)
 
     def reset(self) -> None:
+        """Forget the face and the counters: the next session starts from a detection."""
         self.box = None
         self._template = None
         self._since = 0
+        self.detections = 0
+        self.reuses = 0
+        self.faces_seen = 0
 
 
 def _clipped(gray: np.ndarray, box: Box) -> Optional[np.ndarray]:

@@ -148,6 +148,7 @@ class SeverityStream:
 
     def __init__(self, model: SeverityModel, demo_weights: bool = True):
         self.model = model
+        self.entry: dict = {}  # the manifest's file entry, when opened from one
         self.note = DEMO_WEIGHTS_NOTICE if demo_weights else ""
         self.reset()
 
@@ -175,7 +176,9 @@ class SeverityStream:
         chosen = spec.get("default_context", 0.0) if context is None else context
         backend = manifest.open(entry, threads=threads, providers=providers)
         model = SeverityModel(backend, feature_size, state_shape, chosen)
-        return cls(model, demo_weights=manifest.demo_weights)
+        stream = cls(model, demo_weights=manifest.demo_weights)
+        stream.entry = entry
+        return stream
 
     def reset(self) -> None:
         """Start a new session (zero state)."""

@@ -1,0 +1,146 @@
+"""Where a session's results go: tick lines and features as ticks close, then the
+summary JSON and the database row.
+
+    writer = SessionWriter(config.output, session_id, save_features="s.npz", context=0.0)
+    for tick in run:
+        writer.tick(tick)
+    lost = writer.close(run.result, media)   # [] when everything was saved
+
+Every folder and file is checked at construction (a one-line EdgeError before the
+session starts) and created owner-only. A session counts as saved only when its row and
+its summary are durably written (edge.store.files); whatever failed is named in `lost`
+and in the result's warnings, with where the rest went, and the others are still
+written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+from edge.engine.results import SessionResult, Tick
+from edge.errors import EdgeError, first_line
+from edge.store import ResultStore
+from edge.store.features_file import SessionFeatureWriter
+from edge.store.files import open_private, private_dir, write_text_atomic
+
+
+def _writable_dir(path: Path, what: str, create: bool) -> None:
+    try:
+        if create:
+            private_dir(path)
+        elif not path.is_dir():
+            raise EdgeError(f"{what}: folder {path} does not exist; create it or choose another path")
+    except OSError as exc:
+        raise EdgeError(f"{what}: folder {path} cannot be created ({exc.strerror or exc}); "
+                        "choose another path") from None
+    if not os.access(str(path), os.W_OK | os.X_OK):
+        raise EdgeError(f"{what}: folder {path} is not writable; choose another path")
+
+
+def check_outputs(out, save_features: Optional[str]) -> None:
+    """One-line EdgeError now, before the session, when an output cannot be written later:
+    output.dir (summary, tick lines), the database's folder, the --save-features folder."""
+    _writable_dir(Path(out.dir), "output.dir", create=True)
+    if out.database:
+        if Path(out.database).is_dir():
+            raise EdgeError(f"output.database: {out.database} is a folder; give a file path")
+        _writable_dir(Path(out.database).parent, "output.database", create=True)
+    if save_features:
+        target = Path(save_features)
+        if target.is_dir():
+            raise EdgeError(f"--save-features: {save_features} is a folder; give a file path (.npz)")
+        _writable_dir(target.parent if str(target.parent) else Path("."), "--save-features", create=False)
+
+
+class SessionWriter:
+    """One session's outputs; see the module docstring."""
+
+    def __init__(self, out, session_id: str, save_features: Optional[str] = None, context: float = 0.0):
+        check_outputs(out, save_features)
+        self.out = out
+        self.session_id = session_id
+        self.summary_path = Path(out.dir) / f"{session_id}.json"
+        self.warnings: List[str] = []
+        self._ticks = None
+        self._features: Optional[SessionFeatureWriter] = None
+        if out.tick_jsonl:
+            self._ticks = open_private(Path(out.dir) / f"{session_id}.ticks.jsonl", "w")
+        if save_features:
+            self._features = SessionFeatureWriter(save_features, context)
+
+    def tick(self, tick: Tick) -> None:
+        """Stream one closed tick to the tick-lines file and the features file (if asked).
+        A write that fails stops that stream with a warning; the session goes on."""
+        if self._ticks is not None:
+            try:
+                self._ticks.write(json.dumps(tick.to_dict()) + "\n")
+            except OSError as exc:
+                self.warnings.append(f"tick lines stopped at tick {tick.index}: {first_line(exc)}")
+                self._close_quietly("_ticks")
+        if self._features is not None:
+            try:
+                self._features.append(tick.features)
+            except OSError as exc:
+                self.warnings.append(f"features NOT saved to {self._features.path}: {first_line(exc)}")
+                self._features.abort()
+                self._features = None
+
+    def _close_quietly(self, name: str) -> None:
+        handle = getattr(self, name)
+        setattr(self, name, None)
+        try:
+            handle.close()
+        except OSError:
+            pass
+
+    def close(self, result: SessionResult, media: Optional[Tuple[list, list]] = None) -> List[str]:
+        """Write the features, the database row and the summary, each on its own; the
+        names of those that were not saved (also added to the result's warnings)."""
+        lost: List[str] = []
+        if self._ticks is not None:
+            try:
+                self._ticks.flush()
+                os.fsync(self._ticks.fileno())
+                self._ticks.close()
+            except OSError as exc:
+                self.warnings.append(f"tick lines may be incomplete: {first_line(exc)}")
+            self._ticks = None
+        if self._features is not None:
+            try:
+                result.outputs["features_file"] = str(self._features.close())
+            except OSError as exc:
+                lost.append("features")
+                self.warnings.append(f"features NOT saved to {self._features.path}: {first_line(exc)}")
+            self._features = None
+        result.outputs["summary_file"] = str(self.summary_path)  # the row names where its summary is
+        if self.out.database:
+            try:
+                self._save_row(result, media)
+                result.outputs["database"] = self.out.database
+            except (EdgeError, OSError, sqlite3.Error) as exc:
+                lost.append("database row")
+                self.warnings.append(f"database row NOT saved to {self.out.database}: {first_line(exc)}")
+        result.warnings.extend(self.warnings)
+        self.warnings = []
+        # The summary is written last and carries every warning, the lost row's included.
+        try:
+            write_text_atomic(self.summary_path, json.dumps(result.to_dict(), indent=2))
+        except OSError as exc:
+            del result.outputs["summary_file"]
+            lost.append("summary")
+            result.warnings.append(f"summary NOT saved to {self.summary_path}: {first_line(exc)}")
+        return lost
+
+    def _save_row(self, result: SessionResult, media) -> None:
+        store = ResultStore(self.out.database)
+        try:
+            summary = result.to_dict()
+            summary["database"] = self.out.database
+            store.save_session(summary)
+            if self.out.store_media and media is not None:
+                store.save_media(result.session_id, *media)
+        finally:
+            store.close()

@@ -1,0 +1,273 @@
+"""What a session gives back: a Tick every 100 ms and a SessionResult at the end.
+
+Both are small typed dataclasses; `to_dict()` gives the JSON form that `edge run --json`
+prints, the summary file holds and the database row keeps. A screening aid, not a
+diagnosis: every result carries that notice, and a model trained on synthetic data
+says "demo weights".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from edge import SCREENING_DISCLAIMER
+from edge.stream.severity import PHQ8_MAX
+
+# The PHQ-8 interval a result shows: mu +/- Z * sigma (a 95 % interval if the model's
+# Gaussian uncertainty is calibrated), clipped to the scale.
+INTERVAL_Z = 1.96
+
+
+def _rounded(value: Optional[float], digits: int = 3) -> Optional[float]:
+    return None if value is None else round(float(value), digits)
+
+
+@dataclass(frozen=True)
+class RunningEstimate:
+    """The PHQ-8 estimate after a tick: provisional, only the session result gives a reading."""
+
+    mu: float
+    sigma: float
+    band: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Tick:
+    """One closed 100 ms tick.
+
+    index, t_s: its number and start in media time (s). frames: frames analysed in it;
+    faces: of those, frames with a face. emotions: mean probabilities of its faces by
+    label (None without a face). face_box: the last face (x, y, w, h as fractions of the
+    frame). faces_in_view: the most faces one detection saw (the largest is followed).
+    brightness: mean grey level 0..255 of its frames. voiced_ratio: share of its 10 ms
+    audio frames with a pitch; level_dbfs: mean audio level. audio_gap: its audio was
+    missing (a microphone outage). phq8: the running estimate (None without the
+    model). features: the tick vector the LSTM-MoE got (edge.features.tick).
+    """
+
+    index: int
+    t_s: float
+    frames: int
+    faces: int
+    emotions: Optional[Dict[str, float]]
+    face_box: Optional[Tuple[float, float, float, float]]
+    faces_in_view: int
+    brightness: Optional[float]
+    voiced_ratio: float
+    level_dbfs: float
+    audio_gap: bool
+    phq8: Optional[RunningEstimate]
+    features: np.ndarray = field(repr=False, compare=False)
+
+    def to_dict(self) -> Dict:
+        """The tick as a JSON-ready dict (one `edge run --json` line). The first tick
+        carries the screening-aid notice; PHQ-8 figures are marked provisional."""
+        record: Dict = {"tick": self.index, "t_s": round(self.t_s, 3), "frames": self.frames, "faces": self.faces}
+        if self.index == 0:
+            record["notice"] = SCREENING_DISCLAIMER
+        if self.emotions is not None:
+            record["emotions"] = {k: round(v, 4) for k, v in self.emotions.items()}
+        if self.faces_in_view > 1:
+            record["faces_in_view"] = self.faces_in_view
+        if self.phq8 is not None:
+            record["phq8_mu"] = round(self.phq8.mu, 2)
+            record["phq8_sigma"] = round(self.phq8.sigma, 2)
+            record["phq8_band"] = self.phq8.band
+            record["provisional"] = True
+            if self.phq8.note:
+                record["note"] = self.phq8.note
+        if self.audio_gap:
+            record["audio_gap"] = True
+        return record
+
+
+@dataclass(frozen=True)
+class VoteResult:
+    """The frame-vote rule's reading (edge.screen.vote): a level with its advice
+    message, or an abstention with its reason."""
+
+    status: str  # "ok" | "abstained"
+    level: Optional[str] = None  # No | Low | Mild | High
+    pattern: Optional[str] = None  # e.g. "PPN"
+    message: Optional[str] = None
+    reason: Optional[str] = None
+    provisional: bool = False
+    frames_used: int = 0
+    frames_wanted: int = 0
+    parts: Tuple[Dict, ...] = ()
+    caveat: Optional[str] = None
+    rule: Optional[str] = None
+
+    @classmethod
+    def from_dict(cls, data: Dict) -> VoteResult:
+        return cls(status=data["status"], level=data.get("level"), pattern=data.get("pattern"),
+                   message=data.get("message"), reason=data.get("reason"),
+                   provisional=bool(data.get("provisional", False)), frames_used=int(data.get("frames_used", 0)),
+                   frames_wanted=int(data.get("frames_wanted", 0)), parts=tuple(data.get("parts", ())),
+                   caveat=data.get("caveat"), rule=data.get("rule"))
+
+    def to_dict(self) -> Dict:
+        if self.status != "ok":
+            return {"status": self.status, "reason": self.reason}
+        out = {"status": "ok", "pattern": self.pattern, "level": self.level, "message": self.message,
+               "parts": list(self.parts), "frames_used": self.frames_used, "frames_wanted": self.frames_wanted,
+               "scaled": self.provisional, "provisional": self.provisional, "rule": self.rule}
+        if self.caveat:
+            out["caveat"] = self.caveat
+        return out
+
+
+@dataclass(frozen=True)
+class PHQ8Result:
+    """The LSTM-MoE's PHQ-8 estimate (points, 0..24) with its uncertainty, interval and
+    band, or an abstention with its reason. `note` says "demo weights" while the model
+    is trained on synthetic data."""
+
+    status: str  # "ok" | "abstained"
+    mu: Optional[float] = None
+    sigma: Optional[float] = None
+    interval: Optional[Tuple[float, float]] = None
+    band: Optional[str] = None
+    ticks: int = 0
+    reason: Optional[str] = None
+    note: Optional[str] = None
+
+    @classmethod
+    def from_dict(cls, data: Dict) -> PHQ8Result:
+        interval = None
+        if data.get("status") == "ok":
+            mu, sigma = float(data["mu"]), float(data["sigma"])
+            interval = (round(max(0.0, mu - INTERVAL_Z * sigma), 2), round(min(PHQ8_MAX, mu + INTERVAL_Z * sigma), 2))
+        return cls(status=data["status"], mu=data.get("mu"), sigma=data.get("sigma"), interval=interval,
+                   band=data.get("band"), ticks=int(data.get("ticks", 0)), reason=data.get("reason"),
+                   note=data.get("note"))
+
+    def to_dict(self) -> Dict:
+        if self.status == "ok":
+            out: Dict = {"status": "ok", "mu": self.mu, "sigma": self.sigma, "interval": list(self.interval or ()),
+                         "band": self.band, "ticks": self.ticks}
+        else:
+            out = {"status": self.status, "reason": self.reason}
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+@dataclass(frozen=True)
+class DataQuality:
+    """How much usable signal the session had."""
+
+    face_share: float  # analysed frames with a face / frames the session's duration would give
+    voiced_share: float  # voiced 10 ms audio frames / all audio frames
+    frames_in: int
+    frames_analysed: int
+    frames_with_face: int
+    frames_dropped: int
+    audio_gap_s: float
+    audio_overflow_samples: int
+    gaps: Dict[str, List] = field(default_factory=dict)  # stream -> [[start_s, end_s, reason], ...]
+
+    def to_dict(self) -> Dict:
+        return {"face_share": round(self.face_share, 3), "voiced_share": round(self.voiced_share, 3),
+                "frames_in": self.frames_in, "frames_analysed": self.frames_analysed,
+                "frames_with_face": self.frames_with_face, "frames_dropped": self.frames_dropped,
+                "audio_gap_s": round(self.audio_gap_s, 3), "audio_overflow_samples": self.audio_overflow_samples,
+                "gaps": self.gaps}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Which model file ran, through which backend (what a result can be traced to)."""
+
+    name: str
+    file: Optional[str] = None
+    sha256: Optional[str] = None
+    precision: Optional[str] = None
+    backend: Optional[str] = None
+    note: Optional[str] = None
+
+    def to_dict(self) -> Dict:
+        return {k: v for k, v in (("name", self.name), ("file", self.file), ("sha256", self.sha256),
+                                  ("precision", self.precision), ("backend", self.backend),
+                                  ("note", self.note)) if v is not None}
+
+
+@dataclass
+class SessionResult:
+    """A whole session: both readings, data quality, abstentions, timings and model ids.
+
+    complete: False when the session was cut short (stop_reason says why); its readings
+    are still those of the part that ran. outputs: where it was saved (summary_file,
+    database, features_file), filled by the writer.
+    """
+
+    session_id: str
+    started_utc: str
+    profile: str
+    complete: bool
+    stop_reason: str
+    duration_s: float
+    sources: Dict[str, Optional[str]]
+    models: Dict[str, ModelInfo]
+    vote: VoteResult
+    phq8: PHQ8Result
+    quality: DataQuality
+    abstentions: List[str]
+    notes: List[str]
+    warnings: List[str]
+    timings: Dict
+    demo_weights: bool
+    notice: str = SCREENING_DISCLAIMER
+    outputs: Dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict:
+        """The JSON summary (the layout `edge run` has always written, plus `quality`,
+        `abstentions` and the PHQ-8 interval)."""
+        out = {
+            "session_id": self.session_id,
+            "started_utc": self.started_utc,
+            "profile": self.profile,
+            "notice": self.notice,
+            "complete": self.complete,
+            "stop_reason": self.stop_reason,
+            "duration_s": round(self.duration_s, 1),
+            "sources": dict(self.sources),
+            "models": {k: v.to_dict() for k, v in self.models.items()},
+            "screening": {"notice": self.notice, "face_share": round(self.quality.face_share, 3),
+                          "voiced_share": round(self.quality.voiced_share, 3),
+                          "emotion_vote": self.vote.to_dict(), "phq8": self.phq8.to_dict()},
+            "quality": self.quality.to_dict(),
+            "abstentions": list(self.abstentions),
+            "demo_weights": self.demo_weights,
+            "gaps": self.quality.gaps,
+            "notes": list(self.notes),
+            "warnings": list(self.warnings),
+            "telemetry": self.timings,
+        }
+        out.update(self.outputs)
+        return out
+
+
+def abstentions_of(vote: VoteResult, phq8: PHQ8Result) -> List[str]:
+    """One line per reading that abstained, naming the reading and its reason."""
+    found = []
+    for name, reading in (("emotion vote", vote), ("PHQ-8 estimate", phq8)):
+        if reading.status != "ok":
+            found.append(f"{name}: {reading.reason}")
+    return found
+
+
+def emotions_by_label(probs: Optional[np.ndarray], labels: Sequence[str]) -> Optional[Dict[str, float]]:
+    if probs is None:
+        return None
+    return {label: float(p) for label, p in zip(labels, probs)}
+
+
+def rounded_box(box: Optional[np.ndarray]) -> Optional[Tuple[float, float, float, float]]:
+    if box is None:
+        return None
+    x, y, w, h = (_rounded(v, 4) for v in box)
+    return (x, y, w, h)

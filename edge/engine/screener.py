@@ -1,0 +1,185 @@
+"""The Screener: models, detector and interpreters loaded once, then any number of sessions.
+
+    from edge import Screener
+
+    with Screener.from_profile("firmware_configs/desktop.yaml") as screener:
+        # source mode: a camera, a microphone or files, as `edge run` does
+        run = screener.run(video="edge/samples/demo_face.mp4", audio="edge/samples/demo_speech.wav", fast=True)
+        for tick in run:                    # lazy: the sources are read as you iterate
+            print(tick.t_s, tick.emotions)
+        print(run.result.to_dict())
+
+        # push mode: the caller owns the frames, the audio and the clock
+        with screener.session(video=True, audio=False) as session:
+            session.push_frame(image_bgr, timestamp_ms=0)
+        print(session.result.vote.level)
+
+One session runs at a time (the models keep no per-session state but the LSTM-MoE's
+carried (h, c) and the face tracker, both reset when a session starts). Everything
+heavy happens in `create_from_options`, so a session starts in milliseconds.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional
+
+from edge import DEMO_WEIGHTS_NOTICE
+from edge.config import Section, load_config
+from edge.engine.results import ModelInfo, Tick
+from edge.engine.session import Session
+from edge.errors import EdgeError
+from edge.features.detectors import open_face_detector
+from edge.stream.faces import FaceTracker
+from edge.stream.models import emotion_flops, load_models, severity_flops
+from edge.telemetry import LatencySamples, MetricsServer, StageTimer
+
+
+@dataclass
+class ScreenerOptions:
+    """What a Screener is made from: a validated device profile (edge.config) and where
+    the models live. `detector` overrides the profile's face.detector."""
+
+    config: Section = field(default_factory=lambda: load_config(None))
+    models_dir: Optional[str] = None
+    detector: Optional[str] = None
+
+    @classmethod
+    def from_profile(cls, path: Optional[str] = None, models_dir: Optional[str] = None,
+                     detector: Optional[str] = None) -> ScreenerOptions:
+        """Options from a profile YAML (None: the built-in defaults); one-line EdgeError if bad."""
+        return cls(load_config(path), models_dir, detector)
+
+
+class Screener:
+    """Loaded models for screening sessions; see the module docstring."""
+
+    def __init__(self, options: ScreenerOptions):
+        config = options.config
+        if options.detector:
+            config.face.detector = options.detector
+        self.options = options
+        self.config = config
+        self.timer = StageTimer()  # every session's stages, for /metrics
+        self.frame_ages_ms = LatencySamples()  # every session's frame ages, for /metrics
+        self.last_result = None
+        self.sessions_started = 0
+        self.totals: Dict[str, float] = {}  # counters summed over finished sessions
+        self._active: Optional[Session] = None
+        self._lock = threading.Lock()
+        started = time.perf_counter()
+        with self.timer.stage("load_models_ms"):
+            self.classifier, self.severity, self.severity_manifest = load_models(config, options.models_dir)
+        fcfg = config.face
+        with self.timer.stage("load_detector_ms"):
+            self.detector = open_face_detector(fcfg.detector, options.models_dir, config.threads,
+                                               fcfg.min_size, fcfg.downscale)
+        self.tracker = FaceTracker(self.detector, fcfg.detect_every, fcfg.track_min_score)
+        self.load_s = time.perf_counter() - started
+        self.demo_weights = bool(self.severity_manifest is not None and self.severity_manifest.demo_weights)
+        self.flops_per_call = {"infer_emotion_ms": emotion_flops(self.classifier.manifest)}
+        if self.severity_manifest is not None:
+            self.flops_per_call["infer_severity_ms"] = severity_flops(self.severity_manifest)
+
+    @classmethod
+    def create_from_options(cls, options: ScreenerOptions) -> Screener:
+        return cls(options)
+
+    @classmethod
+    def from_profile(cls, path: Optional[str] = None, models_dir: Optional[str] = None,
+                     detector: Optional[str] = None) -> Screener:
+        return cls(ScreenerOptions.from_profile(path, models_dir, detector))
+
+    # ----- sessions ------------------------------------------------------------------
+    def session(self, video: bool = True, audio: bool = True, on_tick: Optional[Callable[[Tick], None]] = None,
+                video_fps: Optional[float] = None, now_s: Optional[Callable[[], float]] = None) -> Session:
+        """A push-mode session (edge.engine.session); the previous one must be finished."""
+        if self.classifier is None:
+            raise EdgeError("this Screener is closed; create a new one")
+        with self._lock:
+            if self._active is not None and self._active.result is None:
+                raise EdgeError(f"session {self._active.session_id} is still running; finish it first")
+            session = Session(self, video=video, audio=audio, on_tick=on_tick, video_fps=video_fps, now_s=now_s)
+            self._active = session
+            self.sessions_started += 1
+        return session
+
+    def run(self, video: Optional[str] = None, audio: Optional[str] = None, fast: bool = False,
+            duration_s: Optional[float] = None, on_tick: Optional[Callable[[Tick], None]] = None,
+            capture_factory=None, pyaudio_module=None):
+        """A source-mode session: `video` is "camera:N", "gst:<pipeline>", "picamera2" or a
+        file, `audio` is "mic", "mic:N" or a WAV file (either may be None). Returns a
+        SourceRun: iterate it for ticks, then read `.result`. fast: read files as fast as
+        possible instead of in real time; duration_s: stop after this much media."""
+        from edge.engine.sources import SourceRun
+
+        return SourceRun(self, video, audio, fast=fast, duration_s=duration_s, on_tick=on_tick,
+                         capture_factory=capture_factory, pyaudio_module=pyaudio_module)
+
+    def _session_ended(self, session: Session) -> None:
+        for name, value in session.counters().items():
+            self.totals[name] = self.totals.get(name, 0) + value
+        self.last_result = session.result
+        with self._lock:
+            if self._active is session:
+                self._active = None
+
+    @property
+    def active_session(self) -> Optional[Session]:
+        return self._active
+
+    def live_counters(self) -> Dict[str, float]:
+        """Counters over every session so far, the running one included (for /metrics)."""
+        counters = dict(self.totals)
+        active = self._active
+        if active is not None and active.result is None:
+            for name, value in active.counters().items():
+                counters[name] = counters.get(name, 0) + value
+        counters["sessions"] = self.sessions_started
+        return counters
+
+    def live_snapshot(self) -> Dict:
+        """The running session's telemetry (or the last session's), {} before any."""
+        active = self._active
+        if active is not None and active.result is None:
+            return active.telemetry.snapshot()
+        return self.last_result.timings if self.last_result is not None else {}
+
+    def serve_metrics(self, host: str = "127.0.0.1", port: int = 0) -> MetricsServer:
+        """Serve /metrics (Prometheus) and /metrics.json for every session of this Screener;
+        close() the server when done. Port 0 picks a free port (`.port`)."""
+        return MetricsServer(self, host, port)
+
+    # ----- what ran ------------------------------------------------------------------
+    def model_info(self) -> Dict[str, ModelInfo]:
+        """Which files ran, through which backends (for results and reports)."""
+        classifier = self.classifier
+        models = {"emotion": ModelInfo(classifier.manifest.name, classifier.file["file"],
+                                       classifier.file["sha256"][:12], classifier.file["precision"],
+                                       classifier.backend.description)}
+        detector = self.detector
+        if hasattr(detector, "backend"):
+            models["face_detector"] = ModelInfo(detector.name, detector.file["file"], detector.file["sha256"][:12],
+                                                None, detector.backend.description)
+        else:
+            models["face_detector"] = ModelInfo(detector.name)
+        if self.severity is not None:
+            entry = self.severity.entry
+            models["severity"] = ModelInfo(self.config.models.severity.name, entry["file"], entry["sha256"][:12],
+                                           entry["precision"], self.severity.model.backend.description,
+                                           DEMO_WEIGHTS_NOTICE if self.demo_weights else None)
+        return models
+
+    # ----- lifetime ------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the interpreters (a finished Screener cannot start sessions)."""
+        self.classifier = None
+        self.severity = None
+        self.detector = None
+
+    def __enter__(self) -> Screener:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

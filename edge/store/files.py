@@ -1,0 +1,78 @@
+"""Writing health results to disk: owner-only, whole or not at all.
+
+Every file the product stores (summaries, tick lines, features, the database) holds
+health results, so files are created 0600 and folders 0700 whatever the umask, and a
+finished file appears only once it is complete and on disk: it is written to a
+temporary name in the same folder, fsynced, renamed over the target, and the folder is
+fsynced. A failure (disk full, read-only folder) removes the temporary file and raises
+OSError: never a truncated or empty file under the real name.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Union
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def private_dir(path: Union[str, Path]) -> Path:
+    """Create `path` (and missing parents) owner-only; an existing folder is left as it is."""
+    path = Path(path)
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        os.chmod(str(path), DIR_MODE)  # mkdir's mode is filtered by the umask
+    return path
+
+
+def open_private(path: Union[str, Path], mode: str = "w"):
+    """Open a new (or truncated) file created 0600 whatever the umask."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    fd = os.open(str(path), flags, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)  # an existing file keeps its mode through O_CREAT
+        return os.fdopen(fd, mode)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(str(folder), os.O_RDONLY)
+    except OSError:  # some filesystems cannot open a folder; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Union[str, Path], write: Callable, binary: bool = False) -> Path:
+    """Write a file through `write(f)` to a temporary name, fsync, rename over `path`.
+
+    OSError when anything fails; the target is then untouched and no temporary is left.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open_private(tmp, "wb" if binary else "w") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(str(tmp), str(path))
+    except BaseException:
+        try:
+            os.unlink(str(tmp))
+        except OSError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def write_text_atomic(path: Union[str, Path], text: str) -> Path:
+    return write_atomic(path, lambda f: f.write(text))
