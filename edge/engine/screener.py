@@ -93,21 +93,23 @@ class Screener:
 
     # ----- sessions ------------------------------------------------------------------
     def session(self, video: bool = True, audio: bool = True, on_tick: Optional[Callable[[Tick], None]] = None,
-                video_fps: Optional[float] = None, now_s: Optional[Callable[[], float]] = None) -> Session:
+                video_fps: Optional[float] = None, now_s: Optional[Callable[[], float]] = None,
+                on_frame: Optional[Callable] = None) -> Session:
         """A push-mode session (edge.engine.session); the previous one must be finished."""
         if self.classifier is None:
             raise EdgeError("this Screener is closed; create a new one")
         with self._lock:
             if self._active is not None and self._active.result is None:
                 raise EdgeError(f"session {self._active.session_id} is still running; finish it first")
-            session = Session(self, video=video, audio=audio, on_tick=on_tick, video_fps=video_fps, now_s=now_s)
+            session = Session(self, video=video, audio=audio, on_tick=on_tick, video_fps=video_fps, now_s=now_s,
+                              on_frame=on_frame)
             self._active = session
             self.sessions_started += 1
         return session
 
     def run(self, video: Optional[str] = None, audio: Optional[str] = None, fast: bool = False,
             duration_s: Optional[float] = None, on_tick: Optional[Callable[[Tick], None]] = None,
-            capture_factory=None, pyaudio_module=None):
+            capture_factory=None, pyaudio_module=None, on_frame: Optional[Callable] = None):
         """A source-mode session: `video` is "camera:N", "gst:<pipeline>", "picamera2" or a
         file, `audio` is "mic", "mic:N" or a WAV file (either may be None). Returns a
         SourceRun: iterate it for ticks, then read `.result`. fast: read files as fast as
@@ -115,7 +117,7 @@ class Screener:
         from edge.engine.sources import SourceRun
 
         return SourceRun(self, video, audio, fast=fast, duration_s=duration_s, on_tick=on_tick,
-                         capture_factory=capture_factory, pyaudio_module=pyaudio_module)
+                         capture_factory=capture_factory, pyaudio_module=pyaudio_module, on_frame=on_frame)
 
     def _session_ended(self, session: Session) -> None:
         for name, value in session.counters().items():

@@ -62,11 +62,14 @@ class Session:
     video / audio: whether frames / audio will come (a session may have one or both).
     on_tick: called with each Tick as it closes (also returned by the push methods).
     video_fps: the source's frame rate when known (for the share of frames with a face).
+    on_frame: called with each Frame before it is analysed (a kiosk's live preview);
+    the face the tracker follows is `screener.tracker.box` (frame pixels).
     """
 
     def __init__(self, screener, video: bool = True, audio: bool = True,
                  on_tick: Optional[Callable[[Tick], None]] = None, video_fps: Optional[float] = None,
-                 now_s: Optional[Callable[[], float]] = None, session_id: Optional[str] = None):
+                 now_s: Optional[Callable[[], float]] = None, session_id: Optional[str] = None,
+                 on_frame: Optional[Callable[[Frame], None]] = None):
         if not (video or audio):
             raise EdgeError("a session needs video, audio or both")
         config = screener.config
@@ -77,6 +80,7 @@ class Session:
         self.has_video = bool(video)
         self.has_audio = bool(audio)
         self.on_tick = on_tick
+        self.on_frame = on_frame
         self.video_fps = video_fps
         self.timer = StageTimer(parent=screener.timer)
         self.telemetry = RunTelemetry(self.timer, screener.flops_per_call)
@@ -124,6 +128,8 @@ class Session:
     def push(self, frame: Frame) -> List[Tick]:
         """A Frame as the capture readers make them (the source mode's path)."""
         self._frames_pushed += 1
+        if self.on_frame is not None and frame.image is not None:
+            self.on_frame(frame)
         with self.timer.stage("total_frame_ms"):
             return self._emit(self.engine.push_frame(frame))
 

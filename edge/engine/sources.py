@@ -43,7 +43,7 @@ class SourceRun:
 
     def __init__(self, screener, video: Optional[str], audio: Optional[str], fast: bool = False,
                  duration_s: Optional[float] = None, on_tick: Optional[Callable[[Tick], None]] = None,
-                 capture_factory=None, pyaudio_module=None):
+                 capture_factory=None, pyaudio_module=None, on_frame: Optional[Callable] = None):
         if video is None and audio is None:
             raise EdgeError("nothing to capture: give --video/--camera/--gst and/or --audio/--mic, "
                             "or set video.source / audio.source in the config")
@@ -61,7 +61,7 @@ class SourceRun:
         self.clock = SessionClock()
         self.session = screener.session(video=self.video_source is not None, audio=self.audio_source is not None,
                                         on_tick=on_tick, video_fps=getattr(self.video_source, "fps", None),
-                                        now_s=self.clock.now_s)
+                                        now_s=self.clock.now_s, on_frame=on_frame)
         session = self.session
         session.sources = {"video": getattr(self.video_source, "name", None),
                            "audio": getattr(self.audio_source, "name", None)}
