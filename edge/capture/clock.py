@@ -1,7 +1,17 @@
 """The one clock of a session: time.monotonic(), in seconds since the session started."""
 from __future__ import annotations
 
+import math
 import time
+
+_EPS = 1e-6
+
+
+def analysis_slot(t_s: float, analysis_fps: float) -> int:
+    """The analysis slot of a frame at media time `t_s`: a frame is analysed (face and
+    emotion) when it is the first of a new slot of 1 / analysis_fps seconds. The stream
+    engine decides with this, and a file reader uses it to decode only those frames."""
+    return int(math.floor(t_s * analysis_fps + _EPS))
 
 
 class SessionClock:

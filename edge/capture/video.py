@@ -15,7 +15,7 @@ from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from edge.capture.clock import Backoff, SessionClock
+from edge.capture.clock import Backoff, SessionClock, analysis_slot
 from edge.capture.queues import CaptureThread, DropOldestQueue
 from edge.errors import EdgeError
 from edge.features.face import import_cv2
@@ -24,12 +24,13 @@ from edge.native_output import set_opencv_log_level
 
 class Frame(NamedTuple):
     """One video frame: its index, its time in the session (s), when it was captured
-    on the session clock (s), and the BGR (or grey) uint8 image."""
+    on the session clock (s), the BGR (or grey) uint8 image (None for a file frame that
+    was grabbed but not decoded because it will not be analysed), and the read time."""
 
     index: int
     t_s: float
     captured_s: float
-    image: np.ndarray
+    image: Optional[np.ndarray]
     decode_ms: float = 0.0
 
 
@@ -200,8 +201,12 @@ class VideoReader(CaptureThread):
     thread_name = "video capture"
 
     def __init__(self, source: VideoSource, clock: SessionClock, queue_frames: int = 4, fast: bool = False,
-                 stall_timeout_s: float = 5.0, backoff: Optional[Backoff] = None):
+                 stall_timeout_s: float = 5.0, backoff: Optional[Backoff] = None,
+                 analysis_fps: Optional[float] = None):
         self.source = source
+        # Files: decode only the frames the engine will analyse (grab() without retrieve()
+        # for the others: the container is parsed, the picture is not decoded).
+        self.analysis_fps = analysis_fps
         self.clock = clock
         self.fast = fast and not source.live
         self.queue = DropOldestQueue(queue_frames, block_when_full=self.fast)
@@ -223,14 +228,27 @@ class VideoReader(CaptureThread):
             self.warnings.append(f"video {self.source.name} could not be reopened")
             return
         index = 0
+        last_slot = -1
+        grab_only = self.analysis_fps is not None and hasattr(reader, "grab") and hasattr(reader, "retrieve")
         try:
             while not self._stop.is_set():
-                started = time.perf_counter()
-                ok, image = reader.read()
-                decode_ms = (time.perf_counter() - started) * 1000.0
-                if not ok or image is None:
-                    break
                 t_s = index / self.source.fps
+                started = time.perf_counter()
+                if grab_only:
+                    slot = analysis_slot(t_s, self.analysis_fps)
+                    ok = reader.grab()
+                    image = None
+                    if ok and slot > last_slot:
+                        ok, image = reader.retrieve()
+                        last_slot = slot
+                        if image is None:
+                            ok = False
+                else:
+                    ok, image = reader.read()
+                    ok = ok and image is not None
+                decode_ms = (time.perf_counter() - started) * 1000.0
+                if not ok:
+                    break
                 if not self.fast:  # play at the file's own rate
                     wait = t_s - self.clock.now_s()
                     if wait > 0:

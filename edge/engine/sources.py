@@ -125,7 +125,7 @@ class SourceRun:
         self.clock.start()
         if self.video_source is not None:
             self.video_reader = VideoReader(self.video_source, self.clock, config.video.queue_frames,
-                                            self.fast).start()
+                                            self.fast, analysis_fps=config.video.analysis_fps).start()
         if self.audio_source is not None:
             self.audio_reader = AudioReader(self.audio_source, self.clock, config.audio.queue_seconds,
                                             self.fast).start()

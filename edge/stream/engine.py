@@ -28,6 +28,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional
 import numpy as np
 
 from edge.capture.audio import AudioGap
+from edge.capture.clock import analysis_slot
 from edge.features.face import to_gray
 from edge.features.tick import (
     TICK_FEATURES,
@@ -173,15 +174,17 @@ class StreamEngine:
 
     # ----- video ---------------------------------------------------------------------
     def push_frame(self, frame) -> List[TickResult]:
-        """Take one Frame (index, t_s, captured_s, image); returns the ticks it closed."""
+        """Take one Frame (index, t_s, captured_s, image); returns the ticks it closed.
+        A frame whose image is None was only grabbed, not decoded (a file reader skips
+        decoding frames that will not be analysed): it counts, but is not analysed."""
         self.frames_in += 1
-        if frame.decode_ms:
-            self.timer.add("decode_ms", frame.decode_ms)
+        if frame.decode_ms:  # grab_ms: a file frame that was not decoded (it is not analysed)
+            self.timer.add("decode_ms" if frame.image is not None else "grab_ms", frame.decode_ms)
         tick = int(math.floor(frame.t_s * 1000.0 / TICK_MS + _EPS))
         if tick < self.next_tick:  # late frame of a closed tick: count it in the open one
             tick = self.next_tick
-        slot = int(math.floor(frame.t_s * self.analysis_fps + _EPS))
-        if slot > self._last_slot:
+        slot = analysis_slot(frame.t_s, self.analysis_fps)
+        if slot > self._last_slot and frame.image is not None:
             self._last_slot = slot
             self._analyse(frame, self._visual.setdefault(tick, _VisualAccumulator()))
         self._latest_video_tick = max(self._latest_video_tick, tick)
