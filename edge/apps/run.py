@@ -52,8 +52,9 @@ def _fmt_stage(stats: Dict) -> str:
 
 def format_summary(summary: Dict) -> str:
     s = summary["screening"]
+    not_saved = f" -- NOT SAVED: {', '.join(summary['not_saved'])} lost" if summary.get("not_saved") else ""
     lines = [f"session {summary['session_id']} ({summary['profile']}): {summary['duration_s']} s, "
-             f"{'complete' if summary['complete'] else 'INCOMPLETE: ' + summary['stop_reason']}",
+             f"{'complete' if summary['complete'] else 'INCOMPLETE: ' + summary['stop_reason']}{not_saved}",
              f"  video: {summary['sources']['video']}   audio: {summary['sources']['audio']}",
              f"  face in {s['face_share']:.0%} of the session's analysis frames; "
              f"voice in {s['voiced_share']:.0%} of audio frames"]
@@ -95,6 +96,14 @@ def format_summary(summary: Dict) -> str:
             lines.append(f"{key.replace('_', ' ')}: {summary[key]}")
     lines.append(summary["notice"])
     return "\n".join(lines)
+
+
+def _where_the_rest_went(summary: Dict) -> str:
+    kept = [f"{key.replace('_', ' ')} {summary[key]}" for key in ("summary_file", "database", "features_file")
+            if summary.get(key)]
+    if kept:
+        return "saved: " + ", ".join(kept)
+    return "nothing was written; the summary printed above is all that is left"
 
 
 class StopSignals:
@@ -157,6 +166,8 @@ def run(args) -> int:
         if signals.received > 1:
             result.warnings.append(f"{signals.received - 1} more stop signal(s) ignored while the session was saved")
     summary = result.to_dict()
+    if lost:
+        summary["not_saved"] = lost  # the headline and the JSON never read as a saved session
     if args.json:
         print(json.dumps({"summary": summary}), flush=True)
     else:
@@ -164,7 +175,8 @@ def run(args) -> int:
     sys.stdout.flush()
     if lost:
         print(f"edge: error: session {result.session_id} NOT saved: {', '.join(lost)} lost "
-              f"({'; '.join(w for w in result.warnings if 'NOT saved' in w)})", file=sys.stderr)
+              f"({'; '.join(w for w in result.warnings if 'NOT saved' in w)}); {_where_the_rest_went(summary)}",
+              file=sys.stderr)
         return EXIT_NOT_SAVED
     if result.complete:
         return 0

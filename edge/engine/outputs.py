@@ -66,6 +66,7 @@ class SessionWriter:
         self.warnings: List[str] = []
         self._ticks = None
         self._features: Optional[SessionFeatureWriter] = None
+        self._features_lost = False
         if out.tick_jsonl:
             self._ticks = open_private(Path(out.dir) / f"{session_id}.ticks.jsonl", "w")
         if save_features:
@@ -87,6 +88,7 @@ class SessionWriter:
                 self.warnings.append(f"features NOT saved to {self._features.path}: {first_line(exc)}")
                 self._features.abort()
                 self._features = None
+                self._features_lost = True  # asked for and lost: the session is not reported saved
 
     def _close_quietly(self, name: str) -> None:
         handle = getattr(self, name)
@@ -99,7 +101,7 @@ class SessionWriter:
     def close(self, result: SessionResult, media: Optional[Tuple[list, list]] = None) -> List[str]:
         """Write the features, the database row and the summary, each on its own; the
         names of those that were not saved (also added to the result's warnings)."""
-        lost: List[str] = []
+        lost: List[str] = ["features"] if self._features_lost else []
         if self._ticks is not None:
             try:
                 self._ticks.flush()

@@ -13,6 +13,7 @@ results (SQLite gives its -wal and -shm files the same mode).
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -90,6 +91,11 @@ def summary_row(summary: Dict) -> Dict:
     }
 
 
+def _writable(path: Path) -> bool:
+    effective = os.access in os.supports_effective_ids  # a setuid service is judged as itself
+    return os.access(str(path), os.W_OK, effective_ids=effective)
+
+
 class ResultStore:
     def __init__(self, path: str, timeout_s: float = BUSY_TIMEOUT_S):
         self.path = Path(path)
@@ -97,12 +103,28 @@ class ResultStore:
             private_dir(self.path.parent)
             if not self.path.exists():  # create it owner-only before SQLite does (umask-free)
                 os.close(os.open(str(self.path), os.O_WRONLY | os.O_CREAT, FILE_MODE))
+            self._check_writable()
             self.db = sqlite3.connect(str(self.path), timeout=timeout_s)
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
             self._migrate()
         except (OSError, sqlite3.Error) as exc:
             raise EdgeError(f"results database {path} cannot be opened: {first_line(exc)}") from None
+
+    def _check_writable(self) -> None:
+        """Refuse a read-only database before SQLite opens it: SQLite would create its -wal
+        and -shm with the database's (read-only) mode, and a read-only -shm left behind
+        breaks every later writer even once the database is writable again. Side files
+        left read-only (by an older version or another tool) are made owner-only again."""
+        if not _writable(self.path):
+            raise OSError(errno.EACCES, "the database file is read-only (make it writable by this user)")
+        for suffix in ("-wal", "-shm"):
+            side = Path(str(self.path) + suffix)
+            try:
+                if side.exists() and not _writable(side) and side.stat().st_uid == os.geteuid():
+                    os.chmod(str(side), FILE_MODE)
+            except OSError:
+                pass  # gone meanwhile, or not ours: SQLite reports what it cannot use
 
     def _migrate(self) -> None:
         version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
