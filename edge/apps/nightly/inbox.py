@@ -1,0 +1,254 @@
+"""The inbox: which recordings are ready, who they belong to, when they were made.
+
+Layout (README "Nightly"): `<inbox>/<person>/<YYYYmmddTHHMMSS>[_anything].wav`, the
+person an opaque id (letters, digits, `-`, `_`; no names), the capture time local to the
+gateway. Beside a recording may lie:
+- a sidecar `<stem>.json` with `{"person": "...", "captured": "2026-11-30T08:15:00"}`
+  (either key overrides the folder / file name; an ISO time with an offset is kept as given);
+- a video `<stem>.mp4|.mkv|.avi|.mov` (analysed with the audio);
+- the done marker `<name>.wav<done_marker>` when the profile sets `nightly.done_marker`.
+
+A recording is ready when it has its done marker (if one is configured) or else when its
+size and mtime have not changed for `stable_seconds`. Hidden files (a sync tool's
+temporaries) are not looked at. Symbolic links are never followed (a link in the inbox may
+point anywhere); they are reported and left where they are. Anything else that is not a
+recording or a companion of one is rejected with a reason (quarantined by the job).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from edge.store.files import private_dir, write_text_atomic
+
+PERSON_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+NAME_RE = re.compile(r"^(\d{8}T\d{6})(?:_[^/]*)?$")
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov")
+SIDECAR_SUFFIX = ".json"
+REASON_SUFFIX = ".reason.txt"
+
+
+@dataclass
+class Recording:
+    """One recording found in the inbox (paths inside the inbox, no link among them)."""
+
+    key: str  # "<person folder>/<file name>": the ledger's id of the recording
+    path: Path
+    person: str
+    captured: str  # ISO 8601, local time of the gateway unless the sidecar gave an offset
+    day: str  # YYYY-mm-dd of `captured`
+    size_bytes: int
+    video: Optional[Path] = None
+    companions: List[Path] = field(default_factory=list)  # sidecar, marker, video: moved/removed with it
+
+
+@dataclass
+class Rejected:
+    """A file in the inbox that cannot be a recording; `key` as for a Recording."""
+
+    key: str
+    path: Path
+    reason: str
+    companions: List[Path] = field(default_factory=list)
+
+
+@dataclass
+class Scan:
+    ready: List[Recording] = field(default_factory=list)
+    waiting: List[Path] = field(default_factory=list)  # still being written
+    rejected: List[Rejected] = field(default_factory=list)
+    links: List[Path] = field(default_factory=list)  # symbolic links, not followed
+    youngest_wait_s: float = 0.0  # how long until every waiting file could be stable
+
+
+def _is_link(entry: os.DirEntry) -> bool:
+    return entry.is_symlink()
+
+
+def _companion_kind(name: str, done_marker: Optional[str]) -> Optional[str]:
+    lower = name.lower()
+    if done_marker and name.endswith(done_marker):
+        return "marker"
+    if lower.endswith(SIDECAR_SUFFIX):
+        return "sidecar"
+    if lower.endswith(VIDEO_SUFFIXES):
+        return "video"
+    return None
+
+
+def parse_capture_time(stem: str) -> Optional[datetime]:
+    found = NAME_RE.match(stem)
+    if not found:
+        return None
+    try:
+        return datetime.strptime(found.group(1), "%Y%m%dT%H%M%S")
+    except ValueError:
+        return None
+
+
+def _read_sidecar(path: Path) -> Tuple[Dict, Optional[str]]:
+    """The sidecar's keys, or an error reason."""
+    try:
+        fd = os.open(str(path), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as f:
+            data = json.loads(f.read(65536).decode("utf-8"))
+    except (OSError, ValueError) as exc:
+        return {}, f"sidecar {path.name} cannot be read as JSON ({exc})"
+    if not isinstance(data, dict):
+        return {}, f"sidecar {path.name} must hold a JSON object"
+    return data, None
+
+
+def scan_inbox(inbox: Path, stable_seconds: float, done_marker: Optional[str], now_s: float) -> Scan:
+    """Walk `<inbox>/<person>/` one level deep (no links followed) and sort what is there.
+
+    now_s: the wall clock (time.time()) to compare mtimes with."""
+    scan = Scan()
+    inbox = Path(inbox)
+    try:
+        persons = sorted(os.scandir(str(inbox)), key=lambda e: e.name)
+    except OSError:
+        return scan
+    for person_entry in persons:
+        if person_entry.name.startswith("."):
+            continue
+        if _is_link(person_entry):
+            scan.links.append(Path(person_entry.path))
+            continue
+        if not person_entry.is_dir(follow_symlinks=False):
+            if person_entry.is_file(follow_symlinks=False):
+                scan.rejected.append(Rejected(person_entry.name, Path(person_entry.path),
+                                              "not inside a person folder: put recordings in <inbox>/<person>/"))
+            continue
+        _scan_person(Path(person_entry.path), person_entry.name, stable_seconds, done_marker, now_s, scan)
+    return scan
+
+
+def _scan_person(folder: Path, person: str, stable_seconds: float, done_marker: Optional[str],
+                 now_s: float, scan: Scan) -> None:
+    try:
+        entries = sorted(os.scandir(str(folder)), key=lambda e: e.name)
+    except OSError:
+        return
+    names = {}
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if _is_link(entry):
+            scan.links.append(Path(entry.path))
+            continue
+        if entry.is_file(follow_symlinks=False):
+            names[entry.name] = entry
+    claimed = set()
+    for name in sorted(names):
+        if not name.lower().endswith(".wav"):
+            continue
+        entry = names[name]
+        key = f"{person}/{name}"
+        path = Path(entry.path)
+        stem = name[:-4]
+        companions = []
+        video = None
+        for suffix in VIDEO_SUFFIXES + tuple(s.upper() for s in VIDEO_SUFFIXES):
+            if stem + suffix in names:
+                video = Path(names[stem + suffix].path)
+                companions.append(video)
+                claimed.add(stem + suffix)
+                break
+        sidecar = names.get(stem + SIDECAR_SUFFIX)
+        marker = names.get(name + done_marker) if done_marker else None
+        for extra in (sidecar, marker):
+            if extra is not None:
+                companions.append(Path(extra.path))
+                claimed.add(extra.name)
+        claimed.add(name)
+        if done_marker:
+            if marker is None:
+                scan.waiting.append(path)
+                continue
+        else:
+            st = entry.stat(follow_symlinks=False)
+            age_s = now_s - max(st.st_mtime, *(p.stat().st_mtime for p in companions)) if companions \
+                else now_s - st.st_mtime
+            if age_s < stable_seconds:
+                scan.waiting.append(path)
+                scan.youngest_wait_s = max(scan.youngest_wait_s, stable_seconds - age_s)
+                continue
+        st = entry.stat(follow_symlinks=False)
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        who, when, reason = person, parse_capture_time(stem), None
+        captured = when.isoformat() if when else None
+        if sidecar is not None:
+            data, reason = _read_sidecar(Path(sidecar.path))
+            if reason is None and "person" in data:
+                who = str(data["person"])
+            if reason is None and "captured" in data:
+                try:
+                    captured = datetime.fromisoformat(str(data["captured"])).isoformat()
+                except ValueError:
+                    reason = f"sidecar {sidecar.name}: 'captured' is not an ISO 8601 time: {data['captured']!r}"
+        if reason is None and not PERSON_RE.match(who):
+            reason = (f"person id {who!r} is not an opaque id (1-64 letters, digits, '-' or '_', "
+                      "starting with a letter or digit)")
+        if reason is None and captured is None:
+            reason = "no capture time: name it <YYYYmmddTHHMMSS>[_anything].wav or give 'captured' in a sidecar JSON"
+        if reason is not None:
+            scan.rejected.append(Rejected(key, path, reason, companions))
+            continue
+        scan.ready.append(Recording(key, path, who, captured, captured[:10], st.st_size, video, companions))
+    for name in sorted(set(names) - claimed):
+        kind = _companion_kind(name, done_marker)
+        if kind in ("sidecar", "marker"):
+            continue  # its recording may still be on the way; a lone sidecar harms nothing
+        if kind == "video":
+            continue  # a video waits for its audio
+        scan.rejected.append(Rejected(f"{person}/{name}", Path(names[name].path),
+                                      "not a recording: the inbox takes .wav files (PCM), optionally with a "
+                                      "video, a sidecar .json or a done marker beside them"))
+
+
+def _move(path: Path, target_dir: Path) -> Optional[Path]:
+    """Move one file into `target_dir` (a rename; a copy then unlink across filesystems)."""
+    import shutil
+
+    target = target_dir / path.name
+    try:
+        if os.path.lexists(str(target)):
+            target = target_dir / f"{path.stem}.{int(os.stat(str(path), follow_symlinks=False).st_mtime)}" \
+                                  f"{path.suffix}"
+        shutil.move(str(path), str(target))
+        return target
+    except FileNotFoundError:
+        return None
+
+
+def quarantine(key: str, paths: List[Path], reason: str, quarantine_dir: Path) -> Path:
+    """Move a rejected recording (and its companions) to `<quarantine>/<person>/` with a
+    `<name>.reason.txt` beside it; returns that folder. Owner-only."""
+    folder = Path(key).parent
+    root = private_dir(Path(quarantine_dir))
+    target_dir = private_dir(root / folder) if str(folder) not in ("", ".") else root
+    name = Path(key).name
+    write_text_atomic(target_dir / (name + REASON_SUFFIX), reason.rstrip() + "\n")
+    for path in paths:
+        moved = _move(path, target_dir)
+        if moved is not None:
+            os.chmod(str(moved), 0o600)
+    return target_dir
+
+
+def remove_processed(paths: List[Path]) -> None:
+    """The recording's results are committed: its raw audio (and companions) leave the
+    inbox (no raw audio is kept, DESIGN.md)."""
+    for path in paths:
+        try:
+            os.unlink(str(path))
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,296 @@
+"""`edge nightly`: the night's recordings through the models, the trends, reports and MQTT.
+
+    edge nightly --config firmware_configs/wearable_gateway.yaml [--inbox DIR] [--db F] [--out DIR]
+                 [--mqtt mqtt://HOST:PORT]
+
+Flags override the profile: --inbox nightly.inbox, --db output.database (the ledger,
+trends and session rows), --out output.dir (summaries and features per recording; the
+reports then go to DIR/reports instead of nightly.reports), --mqtt the broker address
+(and turns reporting on for this run).
+
+Steps: scan the inbox (edge.apps.nightly.inbox); quarantine what cannot be a recording;
+run each ready recording exactly once (edge.apps.nightly.db's ledger) and remove it from
+the inbox once its results are committed; files still being written are waited for once,
+up to `stable_seconds`; then per person the trend, the report and the nightly message,
+the gateway's retained state, and the queue drained to the broker.
+
+Exit codes: 0 the night ran (quarantined recordings and an unreachable broker are
+reported, not failures: the next run delivers); 2 a user error (one line); 130 stopped by
+SIGINT/SIGTERM (what was committed stays; the rest is done next run).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from edge import SCREENING_DISCLAIMER, __version__
+from edge.apps.nightly import fleet
+from edge.apps.nightly.db import MAX_ATTEMPTS, NightlyStore, utc_now
+from edge.apps.nightly.inbox import Recording, Rejected, quarantine, remove_processed, scan_inbox
+from edge.apps.nightly.trends import VOICE_MEASURES, Trend, days_without_data, evaluate
+from edge.config import load_config
+from edge.errors import EdgeError, first_line
+from edge.store.files import private_dir
+
+EXIT_INTERRUPTED = 130
+PAYLOAD_SCHEMA = "edge-nightly/1"
+STATE_SCHEMA = "edge-gateway-state/1"
+
+
+class _Lock:
+    """One nightly job per database at a time (a timer run and a manual run)."""
+
+    def __init__(self, path: str):
+        import fcntl
+
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            raise EdgeError(f"another edge nightly is running on this database (lock {path}); "
+                            "wait for it to finish") from None
+
+    def release(self) -> None:
+        os.close(self.fd)
+
+
+class Night:
+    """One run of the job; `run(args)` below drives it."""
+
+    def __init__(self, config, inbox: Path, db_path: str, out_dir: Path, reports_dir: Path,
+                 broker: Optional[fleet.BrokerSettings], log=print):
+        self.config = config
+        self.nightly = config.nightly
+        self.inbox = inbox
+        self.out_dir = out_dir
+        self.reports_dir = reports_dir
+        self.quarantine_dir = Path(self.nightly.quarantine)
+        self.broker = broker
+        self.log = log
+        self.store = NightlyStore(db_path)
+        self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}"
+        self.night = time.strftime("%Y-%m-%d")
+        self.screener = None
+        self.processed: List[str] = []
+        self.quarantined: List[str] = []
+        self.skipped_links: List[str] = []
+        self.waiting = 0
+
+    # ----- recordings ----------------------------------------------------------------
+    def _screener(self):
+        if self.screener is None:
+            from edge.engine.screener import Screener, ScreenerOptions
+
+            self.screener = Screener.create_from_options(ScreenerOptions(self.config))
+        return self.screener
+
+    def _quarantine(self, key: str, paths: List[Path], reason: str, **ids) -> None:
+        self.store.commit_quarantined(key, reason, self.run_id, **ids)
+        quarantine(key, paths, reason, self.quarantine_dir)
+        self.quarantined.append(key)
+        self.log(f"quarantined {key}: {reason}")
+
+    def reject(self, item: Rejected) -> None:
+        self._quarantine(item.key, [item.path] + item.companions, item.reason)
+
+    def handle(self, rec: Recording) -> None:
+        from edge.apps.nightly.process import RecordingRejected, process_recording
+
+        files = [rec.path] + rec.companions
+        ids = dict(person=rec.person, captured=rec.captured, day=rec.day, size_bytes=rec.size_bytes)
+        row = self.store.state_of(rec.key)
+        if row is not None and row["state"] == "done":
+            remove_processed(files)  # committed by an earlier run that stopped before removing it
+            self.log(f"already processed: {rec.key} (removed from the inbox)")
+            return
+        if row is not None and row["state"] == "quarantined":
+            quarantine(rec.key, files, row["reason"], self.quarantine_dir)
+            return
+        attempts = self.store.begin(rec.key, rec.person, rec.captured, rec.day, rec.size_bytes, self.run_id)
+        if attempts > MAX_ATTEMPTS:
+            self._quarantine(rec.key, files, f"processing did not finish in {MAX_ATTEMPTS} attempts "
+                                             "(the job was killed or crashed each time)", **ids)
+            return
+        started = time.perf_counter()
+        try:
+            done = process_recording(self._screener(), rec, self.out_dir)
+        except RecordingRejected as exc:
+            self._quarantine(rec.key, files, exc.reason, **ids)
+            return
+        except EdgeError as exc:
+            self._quarantine(rec.key, files, str(exc), **ids)
+            return
+        except Exception as exc:  # a bug must not stop the night; the traceback goes to the log
+            traceback.print_exc(file=sys.stderr)
+            self._quarantine(rec.key, files, f"internal error: {type(exc).__name__}: {first_line(exc)}", **ids)
+            return
+        self.store.commit_done(rec.key, done.outcome, done.summary, self.run_id)
+        remove_processed(files)
+        self.processed.append(rec.key)
+        o = done.outcome
+        phq8 = (f"PHQ-8 {o['phq8_mu']:.1f} +/- {o['phq8_sigma']:.1f}" if o["phq8_status"] == "ok"
+                else f"PHQ-8 abstained ({o['phq8_reason']})")
+        self.log(f"processed {rec.key}: {o['duration_s']:.0f} s of audio in {time.perf_counter() - started:.1f} s; "
+                 f"{phq8}")
+
+    def process_inbox(self) -> None:
+        n = self.nightly
+        scan = scan_inbox(self.inbox, n.stable_seconds, n.done_marker, time.time())
+        self._take(scan)
+        if scan.waiting and not n.done_marker and scan.youngest_wait_s > 0:
+            # Files still being written: wait once for them to settle, then take what is stable.
+            self.log(f"{len(scan.waiting)} file(s) still being written; waiting {scan.youngest_wait_s:.0f} s")
+            time.sleep(scan.youngest_wait_s + 0.2)
+            scan = scan_inbox(self.inbox, n.stable_seconds, n.done_marker, time.time())
+            self._take(scan)
+        self.waiting = len(scan.waiting)
+        if self.waiting:
+            self.log(f"{self.waiting} file(s) left for the next run (still being written or no done marker)")
+
+    def _take(self, scan) -> None:
+        for link in scan.links:
+            if str(link) not in self.skipped_links:
+                self.skipped_links.append(str(link))
+                self.log(f"not followed: {link} is a symbolic link (the inbox takes regular files only)")
+        for item in scan.rejected:
+            self.reject(item)
+        for rec in scan.ready:
+            self.handle(rec)
+
+    # ----- trends, reports, messages -------------------------------------------------
+    def demo_weights(self) -> bool:
+        if self.screener is not None:
+            return bool(self.screener.demo_weights)
+        row = self.store.db.execute("SELECT MAX(demo_weights) FROM sessions").fetchone()
+        return bool(row and row[0])
+
+    def trend(self, person: str) -> Trend:
+        n = self.nightly
+        return evaluate(person, self.store.days(person), n.baseline, n.baseline_days, n.flag_margin, n.flag_days)
+
+    def nightly_payload(self, trend: Trend, message_id: str) -> Dict:
+        latest = trend.latest
+        last_day = None
+        if latest is not None:
+            phq8 = None
+            if latest.get("phq8_mu") is not None:
+                from edge.engine.results import INTERVAL_Z
+
+                mu, sigma = latest["phq8_mu"], latest["phq8_sigma"]
+                phq8 = {"mu": round(mu, 2), "sigma": round(sigma, 2),
+                        "low": round(max(0.0, mu - INTERVAL_Z * sigma), 2),
+                        "high": round(min(24.0, mu + INTERVAL_Z * sigma), 2), "recordings": latest["phq8_n"]}
+            last_day = {"day": latest["day"], "recordings": latest["recordings"],
+                        "audio_s": round(latest["audio_s"], 1), "phq8": phq8,
+                        "voice": {m: None if latest.get(m) is None else round(latest[m], 4) for m in VOICE_MEASURES}}
+        return {
+            "schema": PAYLOAD_SCHEMA, "message_id": message_id, "gateway": self.nightly.gateway_id,
+            "person": trend.person, "night": self.night, "generated_utc": utc_now(),
+            "notice": SCREENING_DISCLAIMER, "demo_weights": self.demo_weights(),
+            "days_with_data": len(trend.days), "days_without_data": days_without_data(trend.days, self.night),
+            "last_day": last_day, "baseline": trend.baseline.to_dict(),
+            "flags": [f.to_dict() for f in trend.flags],
+        }
+
+    def report_and_queue(self) -> Dict:
+        from edge.apps.nightly.report import write_report
+
+        outbox = fleet.Outbox(self.config.mqtt.queue_dir) if self.broker is not None else None
+        prefix, gateway = self.config.mqtt.topic_prefix, self.nightly.gateway_id
+        flagged = 0
+        plot_note = None
+        try:
+            for person in self.store.persons():
+                trend = self.trend(person)
+                flagged += bool(trend.flags)
+                paths = write_report(trend, self.night, self.reports_dir / person, self.demo_weights())
+                plot_note = plot_note or paths["note"]
+                for flag in trend.flags:
+                    self.log(f"flag {person}: {flag.message}")
+                if outbox is not None:
+                    message_id = f"{gateway}/{person}/{self.night}/{self.store.person_version(person)}"
+                    payload = self.nightly_payload(trend, message_id)
+                    outbox.enqueue(message_id, fleet.nightly_topic(prefix, gateway, person),
+                                   json.dumps(payload, sort_keys=True).encode())
+            if plot_note:
+                self.log(f"reports written without plots: {plot_note}")
+            run = self.store.finish_run(self.run_id)
+            state = {"schema": STATE_SCHEMA, "message_id": f"{gateway}/state/{self.run_id}", "gateway": gateway,
+                     "run_id": self.run_id, "started_utc": run["started_utc"], "finished_utc": run["finished_utc"],
+                     "night": self.night, "processed": len(self.processed), "quarantined": len(self.quarantined),
+                     "waiting": self.waiting, "links_not_followed": len(self.skipped_links),
+                     "persons": len(self.store.persons()), "persons_flagged": flagged,
+                     "status": "attention" if (self.quarantined or flagged) else "ok",
+                     "version": __version__, "notice": SCREENING_DISCLAIMER}
+            result = {"state": state, "mqtt": None}
+            if outbox is not None:
+                outbox.enqueue(state["message_id"], fleet.state_topic(prefix, gateway),
+                               json.dumps(state, sort_keys=True).encode(), retain=True)
+                drained = fleet.drain(outbox, self.broker, client_id=f"edge-nightly-{gateway}")
+                result["mqtt"] = drained
+                if drained.error:
+                    self.log(f"mqtt: {drained.error}; {drained.left} message(s) wait in {outbox.path} "
+                             "for the next run")
+                else:
+                    self.log(f"mqtt: {drained.sent} message(s) delivered to {self.broker.address}")
+            return result
+        finally:
+            if outbox is not None:
+                outbox.close()
+
+    def close(self) -> None:
+        if self.screener is not None:
+            self.screener.close()
+        self.store.close()
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run(args) -> int:
+    config = load_config(args.config)
+    n = config.nightly
+    inbox = Path(getattr(args, "inbox", None) or n.inbox)
+    if not inbox.is_dir():
+        raise EdgeError(f"inbox {inbox} is not a folder; create it or set nightly.inbox / --inbox")
+    db_path = getattr(args, "db", None) or config.output.database
+    if not db_path:
+        raise EdgeError("edge nightly needs a database: set output.database in the profile or give --db FILE")
+    out = getattr(args, "out", None)
+    out_dir = Path(out or config.output.dir)
+    reports_dir = Path(out) / "reports" if out else Path(n.reports)
+    broker = None
+    mqtt_url = getattr(args, "mqtt", None)
+    if config.mqtt.enabled or mqtt_url:
+        broker = fleet.settings_from_config(config.mqtt)
+        if mqtt_url:
+            broker = fleet.parse_mqtt_url(mqtt_url, broker)
+    private_dir(Path(db_path).parent)
+    lock = _Lock(str(db_path) + ".lock")
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    night = None
+    try:
+        night = Night(config, inbox, str(db_path), out_dir, reports_dir, broker)
+        night.store.start_run(night.run_id)
+        night.process_inbox()
+        night.report_and_queue()
+        print(f"night {night.night} ({night.run_id}): {len(night.processed)} processed, "
+              f"{len(night.quarantined)} quarantined, {night.waiting} waiting, "
+              f"{len(night.skipped_links)} link(s) not followed. {SCREENING_DISCLAIMER}", flush=True)
+        return 0
+    except KeyboardInterrupt:
+        print("edge nightly: stopped; committed recordings are kept, the rest is done next run", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if night is not None:
+            night.close()
+        lock.release()
