@@ -143,36 +143,44 @@ def run(args) -> int:
     config = options.config
     video, audio = choose_sources(args, config)
     check_outputs(config.output, args.save_features)  # before the models load: fail fast
-    with StopSignals() as signals:
+    with StopSignals() as signals:  # held until the summary is printed: a late signal cannot cut it
         screener = Screener.create_from_options(options)
         source_run = screener.run(video, audio, fast=args.fast, duration_s=args.duration)
         tel = config.telemetry
         metrics = None if tel.http_port is None else screener.serve_metrics(tel.http_host, tel.http_port)
         writer = SessionWriter(config.output, source_run.session_id, args.save_features,
                                config.models.severity.context)
+        ticks = iter(source_run)
         try:
-            for tick in source_run:
+            for tick in ticks:
                 writer.tick(tick)
                 if args.json:
                     print(json.dumps(tick.to_dict()), flush=True)
+        except KeyboardInterrupt:
+            pass  # the signal landed between two steps (a tick being written or printed): end it below
         finally:
             signals.closing = True  # from here on a signal cannot cut the saving short
+            if source_run.result is None:  # the session was left between two ticks: finish it as interrupted
+                source_run.stop("interrupted")
+                ticks.close()
             if metrics is not None:
                 metrics.close()
             result = source_run.result
             if result is not None:
                 media = (source_run.session.engine.media_crops, source_run.session.engine.media_audio)
                 lost = writer.close(result, media)
+        if result is None:  # interrupted before the session started: nothing to keep
+            raise KeyboardInterrupt
         if signals.received > 1:
             result.warnings.append(f"{signals.received - 1} more stop signal(s) ignored while the session was saved")
-    summary = result.to_dict()
-    if lost:
-        summary["not_saved"] = lost  # the headline and the JSON never read as a saved session
-    if args.json:
-        print(json.dumps({"summary": summary}), flush=True)
-    else:
-        print(format_summary(summary))
-    sys.stdout.flush()
+        summary = result.to_dict()
+        if lost:
+            summary["not_saved"] = lost  # the headline and the JSON never read as a saved session
+        if args.json:
+            print(json.dumps({"summary": summary}), flush=True)
+        else:
+            print(format_summary(summary))
+        sys.stdout.flush()
     if lost:
         print(f"edge: error: session {result.session_id} NOT saved: {', '.join(lost)} lost "
               f"({'; '.join(w for w in result.warnings if 'NOT saved' in w)}); {_where_the_rest_went(summary)}",
