@@ -1,0 +1,93 @@
+"""`edge kiosk`: the screening kiosk, one process, session after session.
+
+Start-up checks everything a user can get wrong before anything is served, each a
+one-line error and exit code 2: the profile (unknown keys, bad values), a non-loopback
+host without a token, the page's files, the output folders, the source files named on
+the command line, the port (in use), and the model files (sha256 against their
+manifests, when the Screener loads them). Then the page is served and the models are
+ready at the same moment. A camera or microphone that is missing is not an exit: the
+page says so and the kiosk retries.
+
+SIGTERM or SIGINT (Ctrl-C): a running session is stopped, kept as cut short
+("interrupted") and saved, then the process exits 0.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Optional, Tuple
+
+from edge.errors import EdgeError
+
+
+def choose_sources(args, config) -> Tuple[Optional[str], Optional[str]]:
+    """--video/--audio when given (only those), else the profile's video.source/audio.source."""
+    video, audio = getattr(args, "video", None), getattr(args, "audio", None)
+    if video is None and audio is None:
+        return config.video.source, config.audio.source
+    return video, audio
+
+
+def run(args) -> int:
+    """args: config, port (None: the profile's), video, audio, models_dir; static_dir
+    (optional, the page's folder; default: the one shipped in the package)."""
+    started = time.monotonic()
+    from edge.apps.kiosk.controller import KioskController
+    from edge.apps.kiosk.server import STATIC_DIR, KioskServer, load_page
+    from edge.capture.audio import WavSource
+    from edge.capture.video import FileSource
+    from edge.engine import Screener, ScreenerOptions
+    from edge.engine.outputs import check_outputs
+
+    options = ScreenerOptions.from_profile(args.config, getattr(args, "models_dir", None))
+    config = options.config
+    kiosk = config.kiosk
+    port = kiosk.port if getattr(args, "port", None) is None else int(args.port)
+    if not 0 <= port <= 65535:
+        raise EdgeError(f"--port must be a TCP port (0..65535; 0 picks a free one), got {port}")
+    page = load_page(Path(getattr(args, "static_dir", None) or STATIC_DIR))
+    check_outputs(config.output, None)
+    video, audio = choose_sources(args, config)
+    if getattr(args, "video", None):
+        FileSource(args.video)  # a file named on the command line must be there: one line now
+    if getattr(args, "audio", None):
+        WavSource(args.audio)
+
+    stop = threading.Event()
+    received = []
+
+    def on_signal(signum, frame) -> None:
+        received.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    server = None
+    controller = None
+    try:
+        server = KioskServer(None, kiosk.host, port, kiosk.token, page)  # binds now: a port in use fails here
+        screener = Screener.create_from_options(options)  # models checked (sha256) and loaded
+        controller = KioskController(screener, video, audio)
+        server.controller = controller
+        controller.begin()
+        server.start()
+        ready_s = time.monotonic() - started
+        weights = " (demo weights, not for screening)" if screener.demo_weights else ""
+        print(f"edge kiosk: serving {server.url} - models ready{weights}, page served, {ready_s:.2f} s after start; "
+              "SIGTERM or Ctrl-C stops it", flush=True)
+        while not stop.wait(0.5):
+            pass
+        name = signal.Signals(received[0]).name if received else "stop"
+        controller.close(f"interrupted: the kiosk was stopped ({name})")
+        print(f"edge kiosk: stopped ({name}) after {controller.sessions_run} session(s)", flush=True)
+    finally:
+        if controller is not None and not controller.closing:
+            controller.close()
+        if server is not None:
+            server.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    sys.stdout.flush()
+    return 0

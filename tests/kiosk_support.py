@@ -1,0 +1,200 @@
+"""Helpers for the kiosk tests: a test profile, the real kiosk in a subprocess or in this
+process, HTTP calls, and test videos made with OpenCV."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_VIDEO = str(ROOT / "edge" / "samples" / "demo_face.mp4")
+DEMO_WAV = str(ROOT / "edge" / "samples" / "demo_speech.wav")
+DESKTOP = ROOT / "firmware_configs" / "desktop.yaml"
+SERVING = re.compile(r"serving (http://[^ ]+/) ")
+
+
+def kiosk_profile(tmp_path: Path, name: str = "profile.yaml", **kiosk) -> Path:
+    """desktop.yaml with outputs under tmp_path and a 5 s capture; `kiosk` overrides keys
+    of the kiosk: section; `video_source=`/`audio_source=` set the profile's sources."""
+    data = yaml.safe_load(DESKTOP.read_text())
+    data["output"]["dir"] = str(tmp_path / "out")
+    data["output"]["database"] = str(tmp_path / "out" / "sessions.sqlite")
+    for key in ("video_source", "audio_source"):
+        if key in kiosk:
+            data[key.split("_")[0]]["source"] = kiosk.pop(key)
+    data["kiosk"].update({"capture_seconds": 5, "result_seconds": 30})
+    data["kiosk"].update(kiosk)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def http(url: str, method: str = "GET", headers: Optional[Dict[str, str]] = None, timeout_s: float = 10.0):
+    """(status, headers, parsed JSON or bytes) of one request; HTTP errors are returned too."""
+    request = urllib.request.Request(url, method=method, headers=headers or {}, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            body, status, got = response.read(), response.status, response.headers
+    except urllib.error.HTTPError as exc:
+        body, status, got = exc.read(), exc.code, exc.headers
+    if got.get("Content-Type", "").startswith("application/json"):
+        return status, got, json.loads(body)
+    return status, got, body
+
+
+def post(base: str, action: str, **kw):
+    return http(base + "api/" + action, "POST", {"X-Kiosk-Request": "1"}, **kw)
+
+
+def state(base: str) -> Dict:
+    return http(base + "api/state")[2]
+
+
+def wait_for(check, timeout_s: float, what: str, every_s: float = 0.05):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def wait_phase(base: str, phase: str, timeout_s: float = 15.0) -> Dict:
+    return wait_for(lambda: (lambda s: s if s["phase"] == phase else None)(state(base)), timeout_s,
+                    f"phase {phase}")
+
+
+class EventReader:
+    """Reads /api/events in a thread; `.events` holds (monotonic time, state) pairs."""
+
+    def __init__(self, url: str, headers: Optional[Dict[str, str]] = None):
+        self.events: List = []
+        self._response = urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            for raw in self._response:
+                line = raw.decode().strip()
+                if line.startswith("data: "):
+                    self.events.append((time.monotonic(), json.loads(line[6:])))
+        except (OSError, ValueError):
+            pass
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._response.close()
+
+
+class KioskProcess:
+    """`python -m edge.apps.kiosk ... --port 0` in a subprocess; `.url` once it serves."""
+
+    def __init__(self, *args: str, timeout_s: float = 20.0):
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen([sys.executable, "-m", "edge.apps.kiosk", *args], cwd=str(ROOT),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        self.url = None
+        self.ready_s = None
+        self.lines: List[str] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            found = SERVING.search(line)
+            if found:
+                self.url = found.group(1)
+                self.ready_s = time.monotonic() - self.started
+                break
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20.0):
+        """(exit code, rest of stdout, stderr)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        out, err = self.proc.communicate(timeout=timeout_s)
+        return self.proc.returncode, "".join(self.lines) + out, err
+
+    def __enter__(self) -> KioskProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+@contextlib.contextmanager
+def kiosk_in_process(profile: Path, video: Optional[str] = DEMO_VIDEO, audio: Optional[str] = DEMO_WAV,
+                     token: Optional[str] = None) -> Iterator:
+    """The kiosk's own classes wired as `edge kiosk` wires them, on a free port: yields
+    (base url, controller)."""
+    from edge.apps.kiosk.controller import KioskController
+    from edge.apps.kiosk.server import KioskServer
+    from edge.engine import Screener
+
+    screener = Screener.from_profile(str(profile))
+    kiosk = screener.config.kiosk
+    controller = KioskController(screener, video, audio)
+    server = KioskServer(controller, kiosk.host, 0, token if token is not None else kiosk.token)
+    controller.begin()
+    server.start()
+    try:
+        yield server.url, controller
+    finally:
+        controller.close()
+        server.close()
+        screener.close()
+
+
+def write_video(path: Path, frames: List[np.ndarray], fps: float = 30.0) -> str:
+    import cv2
+
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    assert writer.isOpened(), "OpenCV cannot write MJPG/AVI here"
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return str(path)
+
+
+def demo_frames(limit: int) -> List[np.ndarray]:
+    import cv2
+
+    cap = cv2.VideoCapture(DEMO_VIDEO)
+    frames = []
+    while len(frames) < limit:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    return frames
+
+
+def write_silent_wav(path: Path, seconds: float, rate_hz: int = 16000) -> str:
+    import wave
+
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate_hz)
+        f.writeframes(np.zeros(int(seconds * rate_hz), np.int16).tobytes())
+    return str(path)
