@@ -39,6 +39,12 @@ demo: $(STAMP)
 		--video edge/samples/demo_face.mp4 --audio edge/samples/demo_speech.wav
 
 test: fer
+	@# The nightly tests start a real Mosquitto broker and make speech with espeak-ng + sox.
+	@missing=""; for p in mosquitto espeak-ng sox; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
+	  else echo "the nightly tests need:$$missing (sudo apt-get install$$missing); they skip without them" >&2; fi; \
+	fi
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
