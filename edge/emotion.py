@@ -14,7 +14,7 @@ import numpy as np
 from edge.backends import BACKENDS
 from edge.errors import EdgeError
 from edge.features.face import Box, preprocess_faces, square_crop
-from edge.manifest import load_manifest
+from edge.manifest import image_contract, load_manifest
 
 MODEL_NAME = "mini_xception"
 
@@ -30,14 +30,19 @@ class EmotionClassifier:
         self.manifest = load_manifest(name, models_dir)
         self.file = self.manifest.find_file(backend, precision)
         self.backend = self.manifest.open(self.file, threads=threads, providers=providers)
-        pre = self.manifest.preprocess
-        self.input_size = int(pre["input_size"][0])
-        self.margin_ratio = float(pre["crop"]["margin_ratio"])
+        # The manifest says how faces are cut and scaled, and the order of the labels.
+        contract = image_contract(self.manifest, layout="NCHW", color="gray")
+        self.input_size = contract.input_size
+        self.pixel_scale, self.pixel_offset = contract.scale, contract.offset
+        self.margin_ratio = contract.margin_ratio
         self.labels = self.manifest.labels
+        if not self.labels:
+            raise EdgeError(f"manifest of {name} lists no labels; rebuild it with `make models`")
 
     def crops(self, gray: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
         """Model inputs [n, 1, S, S] for the faces at `boxes` in the grey frame."""
-        return preprocess_faces([square_crop(gray, b, self.margin_ratio) for b in boxes], self.input_size)
+        return preprocess_faces([square_crop(gray, b, self.margin_ratio) for b in boxes], self.input_size,
+                                self.pixel_scale, self.pixel_offset)
 
     def infer(self, faces: np.ndarray) -> np.ndarray:
         """Probabilities [n, n_labels] for preprocessed faces (one backend call each)."""

@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 from edge.errors import EdgeError
 
@@ -102,10 +102,49 @@ def load_manifest(name: str, directory: Optional[str] = None) -> ModelManifest:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise EdgeError(f"manifest {path} cannot be read: {exc}") from None
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if version != MANIFEST_SCHEMA_VERSION:
+        raise EdgeError(f"manifest {path} has schema_version {version!r}; this runtime reads version "
+                        f"{MANIFEST_SCHEMA_VERSION}: install the package that matches these models")
     for key in ("name", "files", "preprocess"):
         if key not in data:
             raise EdgeError(f"manifest {path} lacks the key {key!r}; rebuild it with `make models`")
     return ModelManifest(folder, data)
+
+
+class ImageContract(NamedTuple):
+    """How an image model wants its input, read from its manifest's `preprocess`."""
+
+    input_size: int
+    layout: str  # NCHW | NHWC
+    color: str  # gray | rgb
+    scale: float  # pixel x becomes x * scale + offset
+    offset: float
+    margin_ratio: float  # the face crop's margin (square_margin rule); 0 where there is no crop
+
+
+def image_contract(manifest: ModelManifest, layout: str, color: str) -> ImageContract:
+    """The manifest's image contract, refused in one line when this runtime's code for
+    the model (which lays out `layout` tensors in `color`) cannot honour it."""
+    pre = manifest.preprocess
+    where = f"manifest of {manifest.name}"
+    try:
+        size = [int(v) for v in pre["input_size"]]
+        normalize = pre["normalize"]
+        scale, offset = float(normalize["scale"]), float(normalize["offset"])
+        margin = float(pre.get("crop", {}).get("margin_ratio", 0.0))
+    except (KeyError, TypeError, ValueError):
+        raise EdgeError(f"{where}: preprocess needs input_size and normalize.scale/offset; "
+                        "rebuild it with `make models`") from None
+    if len(size) != 2 or size[0] != size[1] or size[0] <= 0:
+        raise EdgeError(f"{where}: preprocess.input_size must be a square [S, S], got {pre['input_size']}")
+    if pre.get("layout") != layout or pre.get("color") != color:
+        raise EdgeError(f"{where}: wants {pre.get('color')} {pre.get('layout')} input; this runtime feeds "
+                        f"{color} {layout} to this model: update the package or the model")
+    crop_rule = pre.get("crop", {}).get("rule")
+    if crop_rule not in (None, "square_margin"):
+        raise EdgeError(f"{where}: unknown crop rule {crop_rule!r} (this runtime knows square_margin)")
+    return ImageContract(size[0], layout, color, scale, offset, margin)
 
 
 def list_manifests(directory: Optional[str] = None) -> Dict[str, ModelManifest]:

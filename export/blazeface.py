@@ -25,6 +25,7 @@ from pathlib import Path
 
 from edge.errors import EdgeError
 from edge.features.blazeface import ANCHOR_OPTIONS, DECODE_OPTIONS, INPUT_SIZE, MODEL_NAME, ssd_anchors
+from edge.features.face import PIXEL_OFFSET, PIXEL_SCALE
 from export.manifest_writer import file_entry, package_version, write_manifest
 
 MODEL_PATH_IN_WHEEL = "mediapipe/modules/face_detection/face_detection_short_range.tflite"
@@ -112,6 +113,7 @@ def build(wheel: Path, models_dir: Path) -> Path:
             "color": "rgb",
             "resize": "letterbox: keep the aspect ratio, centre, pad with black",
             "scaling": "x / 127.5 - 1 (uint8 to [-1, 1])",
+            "normalize": {"scale": PIXEL_SCALE, "offset": PIXEL_OFFSET},  # what the device applies
         },
         "anchors": dict(ANCHOR_OPTIONS, count=int(len(anchors))),
         "decode": dict(DECODE_OPTIONS),

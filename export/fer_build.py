@@ -9,7 +9,7 @@ from typing import Dict
 import numpy as np
 import torch
 
-from edge.features.face import DEFAULT_MARGIN_RATIO
+from edge.features.face import DEFAULT_MARGIN_RATIO, PIXEL_OFFSET, PIXEL_SCALE
 from export.convert.onnx_export import export_onnx, quantize_onnx_static
 from export.convert.tflite_export import export_tflite_fp32, export_tflite_int8
 from export.data.faces import face_set, random_inputs
@@ -86,6 +86,7 @@ def _build(model: MiniXception, out_dir: Path, trained_on: str, metrics: Dict) -
             "input_size": [size, size], "layout": "NCHW", "color": "gray",
             "crop": {"rule": "square_margin", "margin_ratio": DEFAULT_MARGIN_RATIO},
             "scale": "x / 127.5 - 1 (uint8 grey -> [-1, 1])",
+            "normalize": {"scale": PIXEL_SCALE, "offset": PIXEL_OFFSET},  # what the device applies
             "output": "softmax probabilities in label order",
         },
         "parameters": count_parameters(model),

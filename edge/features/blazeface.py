@@ -22,7 +22,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.features.face import Box, import_cv2
+from edge.features.face import PIXEL_OFFSET, PIXEL_SCALE, Box, import_cv2
 
 MODEL_NAME = "blazeface"
 INPUT_SIZE = 128
@@ -110,8 +110,10 @@ class Letterbox(NamedTuple):
         return out
 
 
-def letterbox_input(image: np.ndarray, size: int = INPUT_SIZE) -> Tuple[np.ndarray, Letterbox]:
-    """BGR/BGRA/grey uint8 frame -> float32 [1, size, size, 3] RGB in [-1, 1], and its Letterbox."""
+def letterbox_input(image: np.ndarray, size: int = INPUT_SIZE, scale: float = PIXEL_SCALE,
+                    offset: float = PIXEL_OFFSET) -> Tuple[np.ndarray, Letterbox]:
+    """BGR/BGRA/grey uint8 frame -> float32 [1, size, size, 3] RGB, each pixel x as
+    x * scale + offset ([-1, 1] with the defaults), and its Letterbox."""
     cv2 = import_cv2()
     height, width = image.shape[:2]
     box = Letterbox.fit(width, height, size)
@@ -126,8 +128,8 @@ def letterbox_input(image: np.ndarray, size: int = INPUT_SIZE) -> Tuple[np.ndarr
         rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
     canvas = np.zeros((1, size, size, 3), np.float32)
     canvas[0, box.pad_y:box.pad_y + box.content_h, box.pad_x:box.pad_x + box.content_w] = rgb
-    canvas *= 1.0 / 127.5
-    canvas -= 1.0
+    canvas *= scale
+    canvas += offset
     return canvas, box
 
 
@@ -188,7 +190,7 @@ class BlazeFaceDetector:
 
     def __init__(self, models_dir: Optional[str] = None, threads: int = 1, min_size: int = 0,
                  min_score: Optional[float] = None):
-        from edge.manifest import load_manifest
+        from edge.manifest import image_contract, load_manifest
 
         self.manifest = load_manifest(MODEL_NAME, models_dir)
         self.file = self.manifest.find_file("tflite", "fp32")
@@ -200,7 +202,9 @@ class BlazeFaceDetector:
             raise EdgeError("the blazeface detector needs a TFLite interpreter (`pip install ai-edge-litert`, "
                             "or tflite-runtime); or set face.detector: haar") from None
         data = self.manifest.data
-        self.input_size = int(self.manifest.preprocess["input_size"][0])
+        contract = image_contract(self.manifest, layout="NHWC", color="rgb")
+        self.input_size = contract.input_size
+        self.pixel_scale, self.pixel_offset = contract.scale, contract.offset
         self.anchors = ssd_anchors(data["anchors"])
         self.decode_options = data["decode"]
         self.box_scale = float(self.decode_options["box_scale"])
@@ -218,7 +222,7 @@ class BlazeFaceDetector:
 
     def detect_all(self, image: np.ndarray) -> Detections:
         """Every face above the score threshold after NMS, in frame pixels, best score first."""
-        tensor, box = letterbox_input(image, self.input_size)
+        tensor, box = letterbox_input(image, self.input_size, self.pixel_scale, self.pixel_offset)
         outputs = self.backend.run(tensor)
         raw = outputs[self._regressors][0]
         clip = float(self.decode_options["score_clipping"])

@@ -23,6 +23,10 @@ from edge.errors import EdgeError
 Box = Tuple[int, int, int, int]  # x, y, width, height in frame pixels
 
 DEFAULT_MARGIN_RATIO = 0.1
+# uint8 pixels to the models' [-1, 1]: x * PIXEL_SCALE + PIXEL_OFFSET. The trainer uses these
+# and writes them into the manifests (`preprocess.normalize`); the device reads them back.
+PIXEL_SCALE = 1.0 / 127.5
+PIXEL_OFFSET = -1.0
 
 
 def import_cv2():
@@ -55,16 +59,18 @@ def square_crop(gray: np.ndarray, box: Box, margin_ratio: float = DEFAULT_MARGIN
     return gray[np.ix_(rows, cols)]
 
 
-def preprocess_faces(crops: Sequence[np.ndarray], input_size: int) -> np.ndarray:
-    """Grey uint8 crops -> float32 [N, 1, input_size, input_size] scaled to [-1, 1]."""
+def preprocess_faces(crops: Sequence[np.ndarray], input_size: int, scale: float = PIXEL_SCALE,
+                     offset: float = PIXEL_OFFSET) -> np.ndarray:
+    """Grey uint8 crops -> float32 [N, 1, input_size, input_size], each pixel x as
+    x * scale + offset ([-1, 1] with the defaults)."""
     cv2 = import_cv2()
     out = np.empty((len(crops), 1, input_size, input_size), dtype=np.float32)
     for i, crop in enumerate(crops):
         interpolation = cv2.INTER_AREA if min(crop.shape[:2]) > input_size else cv2.INTER_LINEAR
         resized = cv2.resize(crop, (input_size, input_size), interpolation=interpolation)
         out[i, 0] = resized
-    out *= 1.0 / 127.5
-    out -= 1.0
+    out *= scale
+    out += offset
     return out
 
 

@@ -20,6 +20,8 @@ import numpy as np
 from edge import DEMO_WEIGHTS_NOTICE
 from edge.backends import Backend
 from edge.errors import EdgeError
+from edge.features import audio
+from edge.features.tick import FRAMES_PER_TICK, TICK_MS
 from edge.manifest import ModelManifest, load_manifest
 
 MODEL_NAME = "lstm_moe"
@@ -31,6 +33,22 @@ BAND_NAMES = ("none", "mild", "moderate", "moderately severe", "severe")
 # is still "none" and 5.0 is "mild". On integer scores this is exactly BAND_UPPER.
 BAND_CUTOFFS = tuple(upper + 1 for upper in BAND_UPPER[:-1])
 _IO_NAMES = ("mu", "sigma", "h", "c")
+
+
+def check_audio_contract(manifest: ModelManifest) -> None:
+    """Refuse a model whose audio contract (rate, window, hop, FFT, mel and MFCC sizes, tick)
+    differs from what edge.features computes, naming the first mismatch."""
+    ours = {"sample_rate_hz": audio.SAMPLE_RATE_HZ, "window_samples": audio.WINDOW_SAMPLES,
+            "hop_samples": audio.HOP_SAMPLES, "n_fft": audio.N_FFT, "n_mels": audio.N_MELS,
+            "n_mfcc": audio.N_MFCC, "frames_per_tick": FRAMES_PER_TICK}
+    wanted = dict(manifest.preprocess.get("audio") or {})
+    wanted.setdefault("tick_ms", manifest.preprocess.get("tick_ms"))
+    ours["tick_ms"] = TICK_MS
+    for key, value in ours.items():
+        if wanted.get(key) != value:
+            raise EdgeError(f"manifest of {manifest.name}: audio {key} is {wanted.get(key)!r}, but this runtime "
+                            f"computes {value!r}; update the package or the model")
+
 
 
 class SeverityEstimate(NamedTuple):
@@ -167,6 +185,7 @@ class SeverityStream:
     def from_file(cls, manifest: ModelManifest, entry: dict, threads: int = 1,
                   context: Optional[float] = None, providers: Optional[Sequence[str]] = None) -> SeverityStream:
         spec = manifest.data
+        check_audio_contract(manifest)
         try:
             feature_size = int(spec["features"]["size"])
             state_shape = tuple(spec["state"]["shape"])
