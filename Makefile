@@ -50,8 +50,9 @@ demo: $(DEVICE_STAMP)
 		--video edge/samples/demo_face.mp4 --audio edge/samples/demo_speech.wav
 
 test: fer
-	@# The nightly tests start a real Mosquitto broker and make speech with espeak-ng + sox.
-	@missing=""; for p in mosquitto espeak-ng sox; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@# The nightly tests start a real Mosquitto broker and make speech with espeak-ng + sox;
+	@# tests/test_deploy.py runs shellcheck and systemd-analyze (package systemd).
+	@missing=""; for p in mosquitto espeak-ng sox shellcheck systemd; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
 	  else echo "the nightly tests need:$$missing (sudo apt-get install$$missing); they skip without them" >&2; fi; \

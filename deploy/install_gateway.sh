@@ -32,8 +32,8 @@ done
 
 say "Python environment"
 make_venv "$PYTHON"
-# The device side (no pyaudio: no live microphone), MQTT and the report plots.
-install_package "$REPO_DIR" paho-mqtt matplotlib
+# The device side (no pyaudio: no live microphone), report plots (matplotlib), MQTT (paho-mqtt).
+install_package "${REPO_DIR}[report,fleet]"
 
 say "profile"
 install_profile

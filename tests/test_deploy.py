@@ -241,7 +241,8 @@ def test_constraints_pin_every_device_dependency(device, python_version):
 
 
 def _interpreter(version: str):
-    for candidate in (shutil.which(f"python{version}"), str(Path.home() / f".pyenv/versions/{version}/bin/python")):
+    pyenv = sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python"))
+    for candidate in (shutil.which(f"python{version}"), *map(str, pyenv)):
         if candidate and Path(candidate).exists():
             probe = subprocess.run([candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                                    capture_output=True, text=True)
@@ -254,7 +255,7 @@ def _interpreter(version: str):
 _WHEEL_SETS = {
     "jetson_nano": ("3.8", [".[audio]"]),
     "raspberry_pi": ("3.11", [".[audio]"]),
-    "gateway": ("3.11", [".", "paho-mqtt", "matplotlib"]),
+    "gateway": ("3.11", [".[report,fleet]"]),
 }
 
 
