@@ -21,10 +21,6 @@ def _import_ort():
     return onnxruntime
 
 
-def available_providers() -> List[str]:
-    return list(_import_ort().get_available_providers())
-
-
 class OnnxBackend(Backend):
     kind = "onnx"
 
