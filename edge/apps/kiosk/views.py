@@ -15,7 +15,7 @@ from edge import DEMO_WEIGHTS_NOTICE, SCREENING_DISCLAIMER
 from edge.engine.results import SessionResult, Tick
 
 HINT_WINDOW_S = 1.0  # brightness and faces are judged over the last second
-VOICE_WINDOW_S = 4.0  # no voiced audio this long while capturing: "we cannot hear you"
+VOICE_WINDOW_S = 3.0  # no voiced audio this long while capturing: "we cannot hear you"
 FACE_LOST_S = 0.5  # no face this long: the face-found indicator goes off
 LEVEL_FLOOR_DBFS = -60.0  # the voice meter's empty end
 
