@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from kiosk_support import DEMO_VIDEO, DEMO_WAV, KioskProcess, kiosk_profile
 
 CHROMIUM = "/usr/bin/chromium"
@@ -101,7 +102,7 @@ def test_a_visit_in_chromium(browser, tmp_path):
         page.wait_for_function("() => document.getElementById('preview').naturalWidth > 0", timeout=5000)
         assert page.evaluate("() => document.getElementById('preview').naturalWidth") == 320  # preview_width
         assert _text(page, "face-badge") == "Face found"
-        prompts = json.loads(json.dumps(__import__("yaml").safe_load(profile.read_text())["kiosk"]["prompts"]))
+        prompts = yaml.safe_load(profile.read_text())["kiosk"]["prompts"]
         assert _text(page, "prompt") in prompts
         assert page.evaluate(OVERFLOW_JS) == []
         page.screenshot(path=str(shots / "capture.png"))
