@@ -12,7 +12,7 @@ DEVICE_VENV ?= .venv-device
 DEVICE_PY := $(DEVICE_VENV)/bin/python
 DEVICE_STAMP := $(DEVICE_VENV)/.installed
 
-.PHONY: demo test lint models fer clean
+.PHONY: demo kiosk test lint models fer clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -49,13 +49,19 @@ demo: $(DEVICE_STAMP)
 	$(DEVICE_PY) -m edge run --config firmware_configs/desktop.yaml \
 		--video edge/samples/demo_face.mp4 --audio edge/samples/demo_speech.wav
 
+# The screening kiosk on a laptop, from the bundled sample: open the URL it prints (Ctrl-C stops it).
+kiosk: $(DEVICE_STAMP)
+	$(DEVICE_PY) -m edge kiosk --config firmware_configs/desktop.yaml \
+		--video edge/samples/demo_face.mp4 --audio edge/samples/demo_speech.wav
+
 test: fer
 	@# The nightly tests start a real Mosquitto broker and make speech with espeak-ng + sox;
-	@# tests/test_deploy.py runs shellcheck and systemd-analyze (package systemd).
-	@missing=""; for p in mosquitto espeak-ng sox shellcheck systemd; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@# tests/test_deploy.py runs shellcheck and systemd-analyze (package systemd);
+	@# the kiosk page tests drive Debian's chromium (Playwright's own browser download is not used).
+	@missing=""; for p in mosquitto espeak-ng sox shellcheck systemd chromium chromium-driver; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
-	  else echo "the nightly tests need:$$missing (sudo apt-get install$$missing); they skip without them" >&2; fi; \
+	  else echo "the nightly and kiosk tests need:$$missing (sudo apt-get install$$missing); they skip without them" >&2; fi; \
 	fi
 	$(PY) -m pytest -q
 
