@@ -38,7 +38,7 @@ from edge.errors import EdgeError
 from edge.features.audio import SAMPLE_RATE_HZ
 
 HOP_SAMPLES = 160  # 10 ms frame step, as eGeMAPS
-BLOCK_FRAMES = 500  # frames analysed together (5 s): the fixed grid that makes chunking exact
+BLOCK_FRAMES = 250  # frames analysed together (2.5 s): the fixed grid that makes chunking exact
 LEVEL_WINDOW = 320  # 20 ms frames for level and loudness (eGeMAPS' "frame25" is 20 ms)
 LEVEL_FFT = 512
 
@@ -51,8 +51,10 @@ GATE_DBFS = -60.0
 # Among correlation peaks within this fraction of the best, the shortest lag wins: the
 # period's multiples correlate nearly as well as the period itself (octave-down errors).
 SHORTEST_LAG_FRACTION = 0.9
-# A voiced frame this many times above/below its neighbours' median F0 is an octave slip.
-OCTAVE_SLIP_RATIO = 1.6
+# Unvoiced gaps this short inside voiced speech are bridged.
+MAX_GAP_FRAMES = 1
+# F0 slips are judged against the median of the voiced frames this many frames either side.
+OCTAVE_CONTEXT = 5
 
 PAUSE_MIN_S = 0.25
 PAUSE_BELOW_SPEECH_DB = 30.0
@@ -66,6 +68,8 @@ JITTER_MIN_CC = 0.5
 JITTER_MAX_PERIOD_FACTOR = 1.3
 # Period chains restart on this grid of frames (50 ms) so that many chains step together.
 CHAIN_FRAMES = 5
+# Chains run once this many frames (10 s) are waiting, or at the end.
+CHAIN_BATCH_FRAMES = 1000
 
 MIN_VOICED_S_F0 = 0.5
 MIN_VOICED_S_JITTER = 1.0
@@ -127,7 +131,7 @@ _PITCH_SPAN = _W16 + 2 * _LAG8_MAX + 4  # samples a pitch frame reads from its s
 # 60 ms pitch frames are (frame start + 30 ms).
 _PITCH_OFFSET = 240
 _FRAME_SPAN = max(_PITCH_OFFSET + _PITCH_SPAN, LEVEL_WINDOW)
-_LOOK = 7  # frames of look-ahead the smoothing needs (gap fill, run length, octave, median, sma3)
+_LOOK = 11  # frames of look-ahead the smoothing needs (gap fill, run length, octave, median, sma3)
 PAUSE_MIN_FRAMES = int(round(PAUSE_MIN_S * SAMPLE_RATE_HZ / HOP_SAMPLES))
 
 
@@ -317,24 +321,30 @@ class VoiceMeasures:
         level, loud, f0_raw = p[0], p[1], p[2]
         exists = ~np.isnan(loud)
         loud = np.where(exists, loud, 0.0)
-        v0 = f0_raw > 0
-        prev_r, next_r = _shift(f0_raw, 1, 0.0), _shift(f0_raw, -1, 0.0)
-        # Voicing as a contour: fill one-frame gaps, then drop runs shorter than three frames
-        # (openSMILE gets the same effect from Viterbi smoothing).
-        gap = ~v0 & (prev_r > 0) & (next_r > 0)
-        f0_a = np.where(gap, 0.5 * (prev_r + next_r), f0_raw)
+        # F0 slips, judged against the median of the voiced frames within +-5 (50 ms): an
+        # octave off is folded back, any other jump of more than 40 % (onsets, offsets,
+        # noise) is unvoiced.
+        near = np.stack([_shift(f0_raw, k, 0.0) for k in range(-OCTAVE_CONTEXT, OCTAVE_CONTEXT + 1)])
+        ref = _median_of_positive(near)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(ref > 0, f0_raw / np.where(ref > 0, ref, 1.0), 1.0)
+        up, down = (ratio > 1.7) & (ratio < 2.3), (ratio > 0.43) & (ratio < 0.59)
+        f0_c = np.where(up, 0.5 * f0_raw, np.where(down, 2.0 * f0_raw, f0_raw))
+        f0_c = np.where(~up & ~down & ((ratio > 1.4) | (ratio < 0.7)), 0.0, f0_c)
+        # Voicing as a contour: fill one-frame gaps (two with MAX_GAP_FRAMES = 2), then drop
+        # runs shorter than three frames (openSMILE gets this from Viterbi smoothing).
+        p1r, p2r, n1r, n2r = (_shift(f0_c, k, 0.0) for k in (1, 2, -1, -2))
+        if MAX_GAP_FRAMES >= 2:
+            left, right = np.where(p1r > 0, p1r, p2r), np.where(n1r > 0, n1r, n2r)
+            gap = (f0_c <= 0) & (((p1r > 0) & (right > 0)) | ((n1r > 0) & (left > 0)))
+        else:
+            left, right = p1r, n1r
+            gap = (f0_c <= 0) & (p1r > 0) & (n1r > 0)
+        f0_a = np.where(gap, 0.5 * (left + right), f0_c)
         va = f0_a > 0
         p1, p2, n1, n2 = _shift(va, 1, False), _shift(va, 2, False), _shift(va, -1, False), _shift(va, -2, False)
         keep = va & ((p1 & p2) | (p1 & n1) | (n1 & n2))
         f1 = np.where(keep, f0_a, 0.0)
-        # Octave slips: a frame an octave off the median of its voiced neighbours (+-2 frames)
-        # is folded back by an octave.
-        near = np.stack([_shift(f1, k, 0.0) for k in (2, 1, 0, -1, -2)])
-        ref = _median_of_positive(near)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(ref > 0, f1 / np.where(ref > 0, ref, 1.0), 1.0)
-        f1 = np.where((f1 > 0) & (ratio > OCTAVE_SLIP_RATIO), 0.5 * f1, f1)
-        f1 = np.where((f1 > 0) & (ratio < 1.0 / OCTAVE_SLIP_RATIO), 2.0 * f1, f1)
         prev_f, next_f = _shift(f1, 1, 0.0), _shift(f1, -1, 0.0)
         all3 = (prev_f > 0) & (f1 > 0) & (next_f > 0)
         med = np.maximum(np.minimum(prev_f, f1), np.minimum(np.maximum(prev_f, f1), next_f))
@@ -423,8 +433,8 @@ class VoiceMeasures:
         """
         hist, h0 = self._f0_hist, self._f0_hist_start
         s, n = self._scan - h0, frame_end - h0
-        if n <= s:
-            return
+        if n <= s or (not final and n - s < CHAIN_BATCH_FRAMES):
+            return  # wait for a larger batch: fewer, fuller numpy calls
         voiced = hist > 0
         on_grid = (h0 + np.arange(n)) % CHAIN_FRAMES == 0
         prev_v = np.concatenate([[False], voiced[:-1]])
