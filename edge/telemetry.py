@@ -21,7 +21,10 @@ class LatencySamples:
     """
 
     def __init__(self, capacity: int = 16384, parent: Optional[LatencySamples] = None) -> None:
-        self._window = np.zeros(capacity, np.float32)
+        # The window starts small and doubles up to `capacity`: a short session (a kiosk
+        # visit, one of many in a process) allocates little and frees it whole.
+        self.capacity = int(capacity)
+        self._window = np.zeros(min(256, self.capacity), np.float32)
         self.count = 0
         self.total = 0.0
         self.max = 0.0
@@ -29,6 +32,9 @@ class LatencySamples:
         self.parent = parent
 
     def append(self, ms: float) -> None:
+        if self.count == len(self._window) < self.capacity:
+            self._window = np.concatenate([self._window, np.zeros(min(len(self._window), self.capacity
+                                                                        - len(self._window)), np.float32)])
         self._window[self.count % len(self._window)] = ms
         self.count += 1
         self.total += ms

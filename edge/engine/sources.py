@@ -229,3 +229,4 @@ class SourceRun:
         if self._stop_reason and not complete and reason == "stopped":
             reason = self._stop_reason
         session.finish(stop_reason=reason, complete=complete)
+        session.extra_counters = dict  # the result has them; no cycle keeps the readers alive
