@@ -89,7 +89,32 @@ class ModelManifest:
         """A Backend running a file entry, after its sha256 check (see `verified_path`)."""
         from edge.backends import open_backend
 
-        return open_backend(entry["format"], self.verified_path(entry), threads=threads, providers=providers)
+        path = self.verified_path(entry)
+        backend = open_backend(entry["format"], path, threads=threads, providers=providers)
+        _check_signature(path, entry, backend)
+        return backend
+
+
+def _check_signature(path: Path, entry: dict, backend) -> None:
+    """One-line EdgeError when the file's inputs/outputs are not the ones its manifest entry
+    declares (another model's file behind a forged entry): never a failure at the first frame."""
+    def same(declared, found) -> bool:
+        if len(declared) != len(found):
+            return False
+        for want, got in zip(declared, found):
+            shape = list(want.get("shape", got.shape))
+            if len(shape) != len(got.shape) or want.get("dtype", got.dtype) != got.dtype:
+                return False
+            if any(a != b and -1 not in (a, b) for a, b in zip(shape, got.shape)):
+                return False
+        return True
+
+    for kind in ("inputs", "outputs"):
+        declared, found = entry.get(kind), getattr(backend, kind)
+        if declared is not None and not same(declared, found):
+            seen = ", ".join(f"{s.dtype}{list(s.shape)}" for s in found)
+            raise EdgeError(f"model file {path} is not the model its manifest describes (its {kind}: {seen}); "
+                            "it is another model's file or was replaced: reinstall it")
 
 
 def load_manifest(name: str, directory: Optional[str] = None) -> ModelManifest:
