@@ -26,6 +26,7 @@ import signal
 import sys
 import time
 import traceback
+import uuid
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -39,6 +40,7 @@ from edge.errors import EdgeError, first_line
 from edge.store.files import private_dir
 
 EXIT_INTERRUPTED = 130
+WAIT_CAP_S = 120.0  # files still being written are waited for once, at most this long
 PAYLOAD_SCHEMA = "edge-nightly/1"
 STATE_SCHEMA = "edge-gateway-state/1"
 
@@ -75,7 +77,7 @@ class Night:
         self.broker = broker
         self.log = log
         self.store = NightlyStore(db_path)
-        self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}"
+        self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
         self.night = time.strftime("%Y-%m-%d")
         self.screener = None
         self.processed: List[str] = []
@@ -144,7 +146,7 @@ class Night:
         n = self.nightly
         scan = scan_inbox(self.inbox, n.stable_seconds, n.done_marker, time.time())
         self._take(scan)
-        if scan.waiting and not n.done_marker and scan.youngest_wait_s > 0:
+        if scan.waiting and not n.done_marker and 0 < scan.youngest_wait_s <= WAIT_CAP_S:
             # Files still being written: wait once for them to settle, then take what is stable.
             self.log(f"{len(scan.waiting)} file(s) still being written; waiting {scan.youngest_wait_s:.0f} s")
             time.sleep(scan.youngest_wait_s + 0.2)

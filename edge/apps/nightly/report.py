@@ -44,6 +44,20 @@ def _series(trend: Trend, column: str, first: date, end: date) -> Tuple[List[dat
     return xs, ys
 
 
+def _gaps(first: date, end: date, with_data) -> List[Tuple[date, date]]:
+    """Runs of consecutive days without data between `first` and `end`, as (first, last)."""
+    spans: List[Tuple[date, date]] = []
+    day = first
+    while day <= end:
+        if day not in with_data:
+            if spans and spans[-1][1] == day - timedelta(days=1):
+                spans[-1] = (spans[-1][0], day)
+            else:
+                spans.append((day, day))
+        day += timedelta(days=1)
+    return spans
+
+
 def draw_png(trend: Trend, night: str) -> bytes:
     import matplotlib
 
@@ -59,11 +73,9 @@ def draw_png(trend: Trend, night: str) -> bytes:
             first = end - timedelta(days=window - 1)
             for row in range(3):
                 ax = axes[row][col]
-                for k in range(window):  # days without data, shaded
-                    day = first + timedelta(days=k)
-                    if day not in with_data:
-                        centre = mdates.date2num(day)
-                        ax.axvspan(centre - 0.5, centre + 0.5, color="0.85", lw=0, zorder=0)
+                for span_first, span_last in _gaps(first, end, with_data):  # days without data, shaded
+                    ax.axvspan(mdates.date2num(span_first) - 0.5, mdates.date2num(span_last) + 0.5, color="0.85",
+                               lw=0, zorder=0)
                 ax.set_xlim(mdates.date2num(first) - 1, mdates.date2num(end) + 1)
                 ax.xaxis_date()
                 ax.grid(alpha=0.3)
