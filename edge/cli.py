@@ -36,6 +36,18 @@ def _doctor(args) -> int:
     return run(args)
 
 
+def _config(args) -> int:
+    from edge.apps.config_check import run
+
+    return run(args)
+
+
+def _sessions(args) -> int:
+    from edge.apps.sessions import run
+
+    return run(args)
+
+
 class OneLineParser(argparse.ArgumentParser):
     """Usage errors in one line, like every other user error (exit 2)."""
 
@@ -88,6 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("doctor", parents=[common], help="what this device has: backends, threads, OpenCV, versions")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_doctor)
+
+    p = sub.add_parser("config", help="device profiles: `edge config check FILE...` validates without running")
+    config_sub = p.add_subparsers(dest="config_command", required=True)
+    p = config_sub.add_parser("check", parents=[common], help="validate profiles (one line per error, exit 2)")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.set_defaults(func=_config)
+
+    from edge.apps.sessions import add_arguments as sessions_arguments
+
+    p = sub.add_parser("sessions", help="stored sessions: `list`, or `export --csv` for a clinic")
+    sessions_arguments(p)
+    p.set_defaults(func=_sessions)
     return parser
 
 
@@ -100,3 +124,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `edge sessions list | head`: the reader left, nothing is wrong
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
