@@ -122,3 +122,19 @@ def test_config_check_reads_no_runtime():
             "sys.exit(1 if bad else 0)\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_edge_config_check_on_the_command_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("threads: 0\nnope: 1\n")
+    profiles = [str(p.relative_to(ROOT)) for p in PROFILES]
+    proc = subprocess.run([sys.executable, "-m", "edge", "config", "check", *profiles, str(bad),
+                           "--models-dir", str(ROOT / "edge" / "models")], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 2 and proc.stderr == ""
+    lines = proc.stdout.splitlines()
+    assert lines[:len(profiles)] == [f"{p}: ok" for p in profiles]
+    assert len(lines) == len(profiles) + 2 and all(line.startswith(f"{bad}: ") for line in lines[len(profiles):])
+    proc = subprocess.run([sys.executable, "-m", "edge", "config", "check", *profiles], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout
