@@ -27,6 +27,7 @@ from typing import Callable, Dict, Optional
 
 from edge import DEMO_WEIGHTS_NOTICE
 from edge.config import Section, load_config
+from edge.engine.memory import bound_malloc_arenas
 from edge.engine.results import ModelInfo, Tick
 from edge.engine.session import Session
 from edge.errors import EdgeError
@@ -44,6 +45,7 @@ class ScreenerOptions:
     config: Section = field(default_factory=lambda: load_config(None))
     models_dir: Optional[str] = None
     detector: Optional[str] = None
+    bound_malloc_arenas: bool = True  # flat RSS over many sessions (edge.engine.memory)
 
     @classmethod
     def from_profile(cls, path: Optional[str] = None, models_dir: Optional[str] = None,
@@ -61,6 +63,8 @@ class Screener:
             config.face.detector = options.detector
         self.options = options
         self.config = config
+        if options.bound_malloc_arenas:
+            bound_malloc_arenas()
         self.timer = StageTimer()  # every session's stages, for /metrics
         self.frame_ages_ms = LatencySamples()  # every session's frame ages, for /metrics
         self.last_result = None
