@@ -22,6 +22,17 @@ errors), not openSMILE's subharmonic summation with Viterbi smoothing, so figure
 within the tolerances stated in tests/test_voice_features.py, not to the last digit.
 These are signal measures for a screening aid; none of them is a diagnosis.
 
+Where we knowingly differ from openSMILE:
+- F0 contour: octave slips against the +-50 ms median are folded back, other jumps over 40 %
+  unvoiced, one-frame gaps bridged, voiced runs under 30 ms dropped (openSMILE: Viterbi).
+  Very low voices (about 60-80 Hz at phrase ends) stay voiced here where openSMILE drops
+  them, and openSMILE's contour carries a few frames near 900 Hz that ours does not.
+- Jitter and shimmer: the mean of per-frame values without the 3-frame smoothing; period
+  chains restart every 50 ms (CHAIN_FRAMES) so that many run as one numpy batch; a period
+  more than 1.3 times its neighbour is a tracking slip, not jitter (Praat's period factor).
+- `level_mean_dbfs` is a plain energy level (dB re full scale), not a loudness model.
+numpy's matrix products here are tiny: run with OPENBLAS_NUM_THREADS=1 (threads only spin).
+
 Determinism: audio is processed in fixed blocks of frames on a global grid, whatever the
 chunk sizes, so feeding chunk by chunk gives bit-for-bit the one-shot result.
 """
