@@ -36,6 +36,18 @@ def _doctor(args) -> int:
     return run(args)
 
 
+def _kiosk(args) -> int:
+    from edge.apps.kiosk import run
+
+    return run(args)
+
+
+def _nightly(args) -> int:
+    from edge.apps.nightly import run
+
+    return run(args)
+
+
 def _config(args) -> int:
     from edge.apps.config_check import run
 
@@ -96,6 +108,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON lines: one per tick, then the summary")
     p.add_argument("--save-features", metavar="FILE", help="write the session's tick features (.npz)")
     p.set_defaults(func=_run)
+
+    p = sub.add_parser("kiosk", parents=[common], help="the screening kiosk: a local page, session after session")
+    p.add_argument("--config", help="device profile YAML (its kiosk: section); default: the built-in defaults")
+    p.add_argument("--port", type=int, metavar="N", help="TCP port (default: the profile's kiosk.port; 0: a free one)")
+    p.add_argument("--video", metavar="FILE", help="replay a video file as if live, each session from the start")
+    p.add_argument("--audio", metavar="FILE", help="replay a PCM WAV file as if live")
+    p.set_defaults(func=_kiosk)
+
+    p = sub.add_parser("nightly", parents=[common], help="the gateway's nightly job over the day's recordings")
+    p.add_argument("--config", required=True, help="device profile YAML (e.g. firmware_configs/wearable_gateway.yaml)")
+    p.add_argument("--inbox", metavar="DIR", help="recordings folder (overrides nightly.inbox)")
+    p.add_argument("--db", metavar="FILE", help="results database (overrides output.database)")
+    p.add_argument("--out", metavar="DIR", help="folder for summaries and reports (overrides the profile)")
+    p.add_argument("--mqtt", metavar="URL", help="broker for this run, mqtt://HOST:PORT (overrides mqtt.host/port)")
+    p.set_defaults(func=_nightly)
 
     p = sub.add_parser("doctor", parents=[common], help="what this device has: backends, threads, OpenCV, versions")
     p.add_argument("--json", action="store_true")
