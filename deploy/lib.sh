@@ -222,8 +222,10 @@ install_dropin() {
 install_camera_rule() {
     # Makes dev-video0.device exist for systemd, so edge-kiosk.service can wait for the camera.
     run install -m 0644 "$DEPLOY_DIR/udev/99-edge-camera.rules" "$UDEV_DIR/99-edge-camera.rules"
-    run udevadm control --reload
-    run udevadm trigger --subsystem-match=video4linux
+    if systemd_running || dry; then
+        run udevadm control --reload
+        run udevadm trigger --subsystem-match=video4linux
+    fi
 }
 
 install_browser() {
@@ -248,18 +250,23 @@ install_browser() {
 "# Written by deploy/$SCRIPT_NAME: the desktop user whose graphical session shows the page.
 [Service]
 User=$user"
-    run systemctl daemon-reload
-    run systemctl enable edge-kiosk-browser.service
-    [ "$START" = 1 ] && run systemctl restart edge-kiosk-browser.service
-    return 0
+    enable_units edge-kiosk-browser.service
 }
 
+# systemd as PID 1? Not in a chroot building an SD-card image, nor in a container: there
+# `systemctl enable` still works (it only makes links) but reload and restart cannot.
+systemd_running() { [ -d /run/systemd/system ]; }
+
 enable_units() {
-    run systemctl daemon-reload
+    if systemd_running || dry; then
+        run systemctl daemon-reload
+    fi
     run systemctl enable "$@"
-    if [ "$START" = 1 ]; then
+    if [ "$START" = 0 ]; then
+        say "not started (--no-start): systemctl start $*"
+    elif systemd_running || dry; then
         run systemctl restart "$@"
     else
-        say "not started (--no-start): systemctl start $*"
+        warn "systemd is not running here: enabled, will start at boot ($*)"
     fi
 }
