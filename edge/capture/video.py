@@ -34,6 +34,40 @@ class Frame(NamedTuple):
     decode_ms: float = 0.0
 
 
+def usable_image(image: Any) -> Optional[np.ndarray]:
+    """The frame as the engine takes it (uint8, grey HxW or BGR HxWx3), or None when it
+    cannot be one: a driver or a fake capture can hand over any shape or type. BGRA and
+    single-channel frames are converted, 16-bit and float frames scaled; empty frames,
+    two-channel frames, other types are refused (the reader skips and counts them)."""
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
+        return None
+    if image.ndim == 3:
+        channels = image.shape[2]
+        if channels == 1:
+            image = image[:, :, 0]
+        elif channels == 4:
+            image = image[:, :, :3]  # BGRA: drop alpha
+        elif channels != 3:
+            return None
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype in (np.float32, np.float64):
+        image = np.nan_to_num(image, nan=0.0, posinf=0.0, neginf=0.0)
+        if image.max(initial=0.0) <= 1.0:  # [0, 1] floats
+            image = image * 255.0
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        return None
+    return np.ascontiguousarray(image)
+
+
+def _bad_frames_warning(count: int, example: Any) -> str:
+    shape = getattr(example, "shape", None)
+    dtype = getattr(example, "dtype", type(example).__name__)
+    return (f"{count} video frame(s) of an unusable shape or type were skipped (e.g. {shape} {dtype}); "
+            "check the camera's pixel format")
+
+
 def gstreamer_available(cv2=None) -> bool:
     """True when this OpenCV build can open GStreamer pipelines (cv2.getBuildInformation)."""
     cv2 = cv2 or import_cv2()
@@ -211,6 +245,8 @@ class VideoReader(CaptureThread):
         self.fast = fast and not source.live
         self.queue = DropOldestQueue(queue_frames, block_when_full=self.fast)
         self.frames_in = 0
+        self.bad_frames = 0  # frames of an unusable shape or type (usable_image), skipped
+        self._bad_example: Any = None
         self.gaps: List[Tuple[float, float]] = []
         self.warnings: List[str] = []
         self.stall_timeout_s = stall_timeout_s
@@ -220,6 +256,21 @@ class VideoReader(CaptureThread):
     @property
     def dropped(self) -> int:
         return self.queue.dropped
+
+    def _checked(self, image: Any) -> Optional[np.ndarray]:
+        usable = usable_image(image)
+        if usable is None:
+            self.bad_frames += 1
+            if self._bad_example is None:
+                self._bad_example = image
+        return usable
+
+    def _run(self) -> None:
+        try:
+            super()._run()
+        finally:
+            if self.bad_frames:
+                self.warnings.append(_bad_frames_warning(self.bad_frames, self._bad_example))
 
 
     def _run_file(self) -> None:
@@ -249,6 +300,8 @@ class VideoReader(CaptureThread):
                 decode_ms = (time.perf_counter() - started) * 1000.0
                 if not ok:
                     break
+                if image is not None:
+                    image = self._checked(image)  # unusable: kept as an undecoded frame (timing intact)
                 if not self.fast:  # play at the file's own rate
                     wait = t_s - self.clock.now_s()
                     if wait > 0:
@@ -289,6 +342,9 @@ class VideoReader(CaptureThread):
                 started = time.perf_counter()
                 ok, image = reader.read()
                 if ok and image is not None:
+                    image = self._checked(image)
+                    if image is None:
+                        continue  # skipped and counted; the camera itself is still there
                     now = self.clock.now_s()
                     self.queue.put(Frame(index, now, now, image, (time.perf_counter() - started) * 1000.0))
                     self.frames_in += 1
