@@ -20,6 +20,7 @@ SIGINT/SIGTERM (what was committed stays; the rest is done next run).
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -80,6 +81,7 @@ class Night:
         self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
         self.night = time.strftime("%Y-%m-%d")
         self.screener = None
+        self._demo_weights: Optional[bool] = None
         self.processed: List[str] = []
         self.quarantined: List[str] = []
         self.skipped_links: List[str] = []
@@ -170,6 +172,8 @@ class Night:
     def demo_weights(self) -> bool:
         if self.screener is not None:
             return bool(self.screener.demo_weights)
+        if self._demo_weights is not None:
+            return self._demo_weights
         row = self.store.db.execute("SELECT MAX(demo_weights) FROM sessions").fetchone()
         return bool(row and row[0])
 
@@ -202,18 +206,25 @@ class Night:
         }
 
     def report_and_queue(self) -> Dict:
-        from edge.apps.nightly.report import write_report
+        from edge.apps.nightly.report import write_reports
+
+        if self.screener is not None:  # the models are done: their memory goes before the plots'
+            self._demo_weights = bool(self.screener.demo_weights)
+            self.screener.close()
+            self.screener = None
+            gc.collect()
 
         outbox = fleet.Outbox(self.config.mqtt.queue_dir) if self.broker is not None else None
         prefix, gateway = self.config.mqtt.topic_prefix, self.nightly.gateway_id
         flagged = 0
         plot_note = None
         try:
-            for person in self.store.persons():
-                trend = self.trend(person)
-                flagged += bool(trend.flags)
-                paths = write_report(trend, self.night, self.reports_dir / person, self.demo_weights())
+            trends = [self.trend(person) for person in self.store.persons()]
+            for paths in write_reports(trends, self.night, self.reports_dir, self.demo_weights()):
                 plot_note = plot_note or paths["note"]
+            for trend in trends:
+                person = trend.person
+                flagged += bool(trend.flags)
                 for flag in trend.flags:
                     self.log(f"flag {person}: {flag.message}")
                 if outbox is not None:

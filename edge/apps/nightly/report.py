@@ -1,5 +1,10 @@
 """A report per person and night: a PNG of the last 30 and 90 days and a short HTML page.
 
+The job draws its reports in a child process (`write_reports`, `python -m
+edge.apps.nightly.report` with the trends as JSON on stdin): matplotlib's import and
+renderer cost about 30 MB, which then never add to the job's own peak (issue 13: under
+150 MB with the models loaded).
+
 The plot (matplotlib, the optional `report` extra) has two columns (30 and 90 days) and
 three rows: the PHQ-8 estimate with its band (mu +/- 1.96 sigma) and the personal baseline,
 the pause ratio with the speaking-rate proxy, the pitch (F0) mean with the loudness. Days
@@ -10,6 +15,9 @@ from __future__ import annotations
 
 import html
 import io
+import json
+import subprocess
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -59,15 +67,16 @@ def _gaps(first: date, end: date, with_data) -> List[Tuple[date, date]]:
 
 
 def draw_png(trend: Trend, night: str) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
+    # The object API with the Agg canvas, not pyplot: no global figure state, less memory.
     from matplotlib import dates as mdates
-    from matplotlib import pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     end = _d(night)
     with_data = {_d(r["day"]) for r in trend.days}
-    fig, axes = plt.subplots(3, 2, figsize=(12, 8), sharex="col", squeeze=False)
+    fig = Figure(figsize=(12, 8))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(3, 2, sharex="col", squeeze=False)
     try:
         for col, window in enumerate(WINDOWS_DAYS):
             first = end - timedelta(days=window - 1)
@@ -110,7 +119,7 @@ def draw_png(trend: Trend, night: str) -> bytes:
         fig.savefig(buffer, format="png", dpi=80)
         return buffer.getvalue()
     finally:
-        plt.close(fig)
+        fig.clear()
 
 
 def _pair(ax, trend: Trend, first: date, end: date, left: str, right: str) -> None:
@@ -130,12 +139,13 @@ def _fmt(value, digits: int = 2) -> str:
     return "no data" if value is None else f"{value:.{digits}f}"
 
 
-def write_report(trend: Trend, night: str, folder: Path, demo_weights: bool) -> Dict[str, Optional[str]]:
+def write_report(trend: Trend, night: str, folder: Path, demo_weights: bool,
+                 plot: bool = True) -> Dict[str, Optional[str]]:
     """Write `<folder>/<night>.png` (when matplotlib is there) and `<folder>/<night>.html`.
     Returns {"html": path, "png": path or None, "note": why no PNG or None}."""
     private_dir(Path(folder).parent)
     folder = private_dir(folder)
-    note = matplotlib_missing()
+    note = matplotlib_missing() if plot else "not drawn"
     png_name = f"{night}.png"
     if note is None:
         data = draw_png(trend, night)
@@ -169,3 +179,37 @@ def write_report(trend: Trend, night: str, folder: Path, demo_weights: bool) -> 
     lines.append("</body></html>")
     html_path = write_text_atomic(folder / f"{night}.html", "\n".join(lines) + "\n")
     return {"html": str(html_path), "png": str(folder / png_name) if note is None else None, "note": note}
+
+
+def write_reports(trends: List[Trend], night: str, reports_dir: Path, demo_weights: bool,
+                  timeout_s: float = 600.0) -> List[Dict[str, Optional[str]]]:
+    """Every person's report, drawn in a child process (see the module docstring). If the
+    child fails, the pages are written here without plots and say why."""
+    request = {"night": night, "reports_dir": str(reports_dir), "demo_weights": demo_weights,
+               "trends": [t.to_json() for t in trends]}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "edge.apps.nightly.report"], input=json.dumps(request),
+                              capture_output=True, text=True, timeout=timeout_s)
+        if proc.returncode == 0:
+            return json.loads(proc.stdout)
+        why = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+    except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
+        why = str(exc)
+    out = []
+    for trend in trends:
+        paths = write_report(trend, night, Path(reports_dir) / trend.person, demo_weights, plot=False)
+        paths["note"] = f"the plot could not be drawn: {why}"
+        out.append(paths)
+    return out
+
+
+def _main() -> int:
+    request = json.loads(sys.stdin.read())
+    out = [write_report(Trend.from_json(t), request["night"], Path(request["reports_dir"]) / t["person"],
+                        request["demo_weights"]) for t in request["trends"]]
+    sys.stdout.write(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

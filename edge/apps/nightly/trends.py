@@ -21,7 +21,7 @@ describes a change in signals to review with the person; it is never a diagnosis
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Dict, List, Optional, Tuple
 
@@ -98,6 +98,16 @@ class Trend:
     @property
     def latest(self) -> Optional[Dict]:
         return self.days[-1] if self.days else None
+
+    def to_json(self) -> Dict:
+        """Everything a report needs, JSON-ready (the report is drawn in a child process)."""
+        return {"person": self.person, "baseline": asdict(self.baseline), "flags": [asdict(f) for f in self.flags],
+                "days": self.days, "flagged_days": self.flagged_days}
+
+    @classmethod
+    def from_json(cls, data: Dict) -> Trend:
+        return cls(data["person"], Baseline(**data["baseline"]), [Flag(**f) for f in data["flags"]], data["days"],
+                   data["flagged_days"])
 
 
 def _round(value: Optional[float], digits: int) -> Optional[float]:
