@@ -30,6 +30,7 @@ from edge.errors import EdgeError, first_line
 from edge.store.files import FILE_MODE, private_dir
 
 QOS = 1
+SENT_KEEP_DAYS = 30.0
 FLEET_EXTRA_HINT = "pip install 'edge-depression-screening[fleet]' (paho-mqtt)"
 
 
@@ -108,6 +109,11 @@ class Outbox:
         self.db.execute("UPDATE outbox SET sent_utc=? WHERE seq=?",
                         (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), seq))
 
+    def prune(self, keep_days: float = SENT_KEEP_DAYS) -> None:
+        """Forget sent messages older than keep_days (their ids guard a rerun of the same night only)."""
+        cutoff = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - keep_days * 86400))
+        self.db.execute("DELETE FROM outbox WHERE sent_utc IS NOT NULL AND sent_utc < ?", (cutoff,))
+
     def count_pending(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM outbox WHERE sent_utc IS NULL").fetchone()[0])
 
@@ -132,6 +138,7 @@ def _import_paho():
 
 def drain(outbox: Outbox, settings: BrokerSettings, client_id: str) -> DrainResult:
     """Publish every queued message in order (see the module docstring)."""
+    outbox.prune()
     pending = outbox.pending()
     if not pending:
         return DrainResult(0, 0)

@@ -15,8 +15,10 @@ up to `stable_seconds`; then per person the trend, the report and the nightly me
 the gateway's retained state, and the queue drained to the broker.
 
 Exit codes: 0 the night ran (quarantined recordings and an unreachable broker are
-reported, not failures: the next run delivers); 2 a user error (one line); 130 stopped by
-SIGINT/SIGTERM (what was committed stays; the rest is done next run).
+reported, not failures: the next run delivers); 2 a user error (one line); 4 a recording's
+results could not be written (disk full, a folder not writable: it stays in the inbox for
+the next run); 130 stopped by SIGINT/SIGTERM (what was committed stays; the rest is done
+next run).
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ import gc
 import json
 import os
 import signal
+import sqlite3
+import stat
 import sys
 import time
 import traceback
@@ -40,6 +44,7 @@ from edge.config import load_config
 from edge.errors import EdgeError, first_line
 from edge.store.files import private_dir
 
+EXIT_NOT_SAVED = 4  # a recording's results could not be written (it stays in the inbox)
 EXIT_INTERRUPTED = 130
 WAIT_CAP_S = 120.0  # files still being written are waited for once, at most this long
 PAYLOAD_SCHEMA = "edge-nightly/1"
@@ -68,7 +73,7 @@ class Night:
     """One run of the job; `run(args)` below drives it."""
 
     def __init__(self, config, inbox: Path, db_path: str, out_dir: Path, reports_dir: Path,
-                 broker: Optional[fleet.BrokerSettings], log=print):
+                 broker: Optional[fleet.BrokerSettings], log=print, models_dir: Optional[str] = None):
         self.config = config
         self.nightly = config.nightly
         self.inbox = inbox
@@ -77,6 +82,7 @@ class Night:
         self.quarantine_dir = Path(self.nightly.quarantine)
         self.broker = broker
         self.log = log
+        self.models_dir = models_dir
         self.store = NightlyStore(db_path)
         self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
         self.night = time.strftime("%Y-%m-%d")
@@ -85,6 +91,8 @@ class Night:
         self.processed: List[str] = []
         self.quarantined: List[str] = []
         self.skipped_links: List[str] = []
+        self.not_saved: List[str] = []
+        self.waiting_late = 0
         self.waiting = 0
 
     # ----- recordings ----------------------------------------------------------------
@@ -92,7 +100,7 @@ class Night:
         if self.screener is None:
             from edge.engine.screener import Screener, ScreenerOptions
 
-            self.screener = Screener.create_from_options(ScreenerOptions(self.config))
+            self.screener = Screener.create_from_options(ScreenerOptions(self.config, self.models_dir))
         return self.screener
 
     def _quarantine(self, key: str, paths: List[Path], reason: str, **ids) -> None:
@@ -117,6 +125,14 @@ class Night:
         if row is not None and row["state"] == "quarantined":
             quarantine(rec.key, files, row["reason"], self.quarantine_dir)
             return
+        try:  # checked again just before reading: still a regular file of the size the scan saw
+            st = os.lstat(str(rec.path))
+        except FileNotFoundError:
+            return
+        if not stat.S_ISREG(st.st_mode) or st.st_size != rec.size_bytes:
+            self.log(f"not taken: {rec.key} changed since the scan (replaced or still growing); next run")
+            self.waiting_late += 1
+            return
         attempts = self.store.begin(rec.key, rec.person, rec.captured, rec.day, rec.size_bytes, self.run_id)
         if attempts > MAX_ATTEMPTS:
             self._quarantine(rec.key, files, f"processing did not finish in {MAX_ATTEMPTS} attempts "
@@ -131,11 +147,25 @@ class Night:
         except EdgeError as exc:
             self._quarantine(rec.key, files, str(exc), **ids)
             return
+        except OSError as exc:
+            if exc.filename is not None and _inside(exc.filename, self.inbox):  # the recording cannot be read
+                self._quarantine(rec.key, files, f"cannot be read: {exc.strerror or exc}", **ids)
+                return
+            # Our side failed (disk full, a folder not writable): the recording stays for the next run.
+            self.not_saved.append(rec.key)
+            self.log(f"NOT saved: {rec.key}: {first_line(exc)}; it stays in the inbox for the next run")
+            return
         except Exception as exc:  # a bug must not stop the night; the traceback goes to the log
             traceback.print_exc(file=sys.stderr)
             self._quarantine(rec.key, files, f"internal error: {type(exc).__name__}: {first_line(exc)}", **ids)
             return
-        self.store.commit_done(rec.key, done.outcome, done.summary, self.run_id)
+        try:
+            self.store.commit_done(rec.key, done.outcome, done.summary, self.run_id)
+        except (sqlite3.Error, OSError) as exc:
+            self.not_saved.append(rec.key)
+            self.log(f"NOT saved: {rec.key}: database {self.store.path}: {first_line(exc)}; "
+                     "it stays in the inbox for the next run")
+            return
         remove_processed(files)
         self.processed.append(rec.key)
         o = done.outcome
@@ -154,7 +184,7 @@ class Night:
             time.sleep(scan.youngest_wait_s + 0.2)
             scan = scan_inbox(self.inbox, n.stable_seconds, n.done_marker, time.time())
             self._take(scan)
-        self.waiting = len(scan.waiting)
+        self.waiting = len(scan.waiting) + self.waiting_late
         if self.waiting:
             self.log(f"{self.waiting} file(s) left for the next run (still being written or no done marker)")
 
@@ -220,7 +250,7 @@ class Night:
         plot_note = None
         try:
             trends = [self.trend(person) for person in self.store.persons()]
-            for paths in write_reports(trends, self.night, self.reports_dir, self.demo_weights()):
+            for paths in write_reports(trends, self.night, self.reports_dir, self.demo_weights()) if trends else []:
                 plot_note = plot_note or paths["note"]
             for trend in trends:
                 person = trend.person
@@ -264,6 +294,14 @@ class Night:
         self.store.close()
 
 
+def _inside(path: str, folder: Path) -> bool:
+    try:
+        Path(os.path.abspath(path)).relative_to(os.path.abspath(str(folder)))
+        return True
+    except ValueError:
+        return False
+
+
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -280,6 +318,10 @@ def run(args) -> int:
     out = getattr(args, "out", None)
     out_dir = Path(out or config.output.dir)
     reports_dir = Path(out) / "reports" if out else Path(n.reports)
+    for key, value in (("nightly.gateway_id", n.gateway_id), ("mqtt.topic_prefix", config.mqtt.topic_prefix)):
+        if any(c in value for c in "+#") or (key == "nightly.gateway_id" and "/" in value):
+            raise EdgeError(f"{args.config}: key '{key}' must not contain MQTT wildcards"
+                            f"{' or /' if key == 'nightly.gateway_id' else ''}, got {value!r}")
     broker = None
     mqtt_url = getattr(args, "mqtt", None)
     if config.mqtt.enabled or mqtt_url:
@@ -291,14 +333,17 @@ def run(args) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     night = None
     try:
-        night = Night(config, inbox, str(db_path), out_dir, reports_dir, broker)
+        night = Night(config, inbox, str(db_path), out_dir, reports_dir, broker,
+                      models_dir=getattr(args, "models_dir", None))
         night.store.start_run(night.run_id)
         night.process_inbox()
         night.report_and_queue()
         print(f"night {night.night} ({night.run_id}): {len(night.processed)} processed, "
               f"{len(night.quarantined)} quarantined, {night.waiting} waiting, "
-              f"{len(night.skipped_links)} link(s) not followed. {SCREENING_DISCLAIMER}", flush=True)
-        return 0
+              f"{len(night.skipped_links)} link(s) not followed"
+              + (f", {len(night.not_saved)} NOT saved (left in the inbox)" if night.not_saved else "")
+              + f". {SCREENING_DISCLAIMER}", flush=True)
+        return EXIT_NOT_SAVED if night.not_saved else 0
     except KeyboardInterrupt:
         print("edge nightly: stopped; committed recordings are kept, the rest is done next run", file=sys.stderr)
         return EXIT_INTERRUPTED
