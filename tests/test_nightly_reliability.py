@@ -130,6 +130,7 @@ def test_links_out_of_the_inbox_are_not_followed(tmp_path, speech):
     assert not (tmp_path / "quarantine").exists()
 
 
+@pytest.mark.slow
 def test_files_still_being_written_wait_and_done_markers(tmp_path, speech):
     profile = write_profile(tmp_path, stable_seconds=3600)
     inbox = tmp_path / "inbox"
@@ -191,3 +192,17 @@ def test_one_job_at_a_time_and_one_line_errors(tmp_path):
         nightly(profile, inbox=str(tmp_path / "missing"))
     with pytest.raises(EdgeError, match="--mqtt must look like"):
         nightly(profile, mqtt="http://example:1883")
+
+
+def test_edge_nightly_on_the_command_line(tmp_path):
+    profile = write_profile(tmp_path)
+    drop(tmp_path / "inbox", "p01", month(1)[0], DEMO_WAV)
+    run = subprocess.run([sys.executable, "-m", "edge", "nightly", "--config", str(profile), "--out",
+                          str(tmp_path / "elsewhere")], capture_output=True, text=True, env=env_with_repo(), cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    assert "1 processed" in run.stdout and "not a diagnosis" in run.stdout
+    assert list((tmp_path / "elsewhere" / "p01").glob("*.json"))
+    assert list((tmp_path / "elsewhere" / "reports" / "p01").glob("*.html"))
+    bad = subprocess.run([sys.executable, "-m", "edge", "nightly", "--config", str(profile), "--mqtt", "mqtt://"],
+                         capture_output=True, text=True, env=env_with_repo(), cwd=ROOT)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--mqtt must look like" in bad.stderr
