@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Dict
 
 from edge import SCREENING_DISCLAIMER
+from edge.capture.image_file import check_image_file
 from edge.emotion import EmotionClassifier
 from edge.errors import EdgeError
 from edge.features.detectors import open_face_detector
 from edge.features.face import import_cv2, to_gray
-from edge.native_output import set_opencv_log_level
+from edge.native_output import native_stderr_silenced, set_opencv_log_level
 from edge.telemetry import StageTimer
 
 
@@ -18,11 +19,13 @@ def read_image(path: Path):
     """BGR uint8 image; EdgeError when missing, unreadable or not an image."""
     if not path.is_file():
         raise EdgeError(f"image {path} does not exist")
+    check_image_file(path)  # a damaged PNG can make OpenCV take gigabytes before failing
     cv2 = import_cv2()
     # OpenCV prints its own decoder complaint; ours below says what to do instead.
     previous = set_opencv_log_level(cv2, "SILENT")
     try:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        with native_stderr_silenced():  # libjpeg/libpng print their own warnings ("Premature end...")
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     finally:
         if previous is not None:
             set_opencv_log_level(cv2, previous)

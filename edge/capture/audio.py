@@ -13,6 +13,7 @@ after the session clock starts), so audio sample 0 is session time 0 like video'
 from __future__ import annotations
 
 import os
+import struct
 import wave
 from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -21,7 +22,7 @@ import numpy as np
 from edge.capture.clock import Backoff, SessionClock
 from edge.capture.queues import CaptureThread, DropOldestQueue
 from edge.capture.resample import Resampler
-from edge.errors import EdgeError
+from edge.errors import EdgeError, first_line
 from edge.features.audio import SAMPLE_RATE_HZ
 from edge.native_output import native_stderr_silenced
 
@@ -52,6 +53,11 @@ def pcm_to_float(raw: bytes, sample_width: int, channels: int) -> np.ndarray:
     return x.astype(np.float32)
 
 
+# What Python's wave module raises on a damaged header or chunk (found by fuzzing:
+# RuntimeError from a chunk that seeks past its end, struct.error on a short header).
+_WAV_ERRORS = (wave.Error, EOFError, RuntimeError, ValueError, OverflowError, struct.error)
+
+
 class WavSource:
     """A PCM WAV file (8/16/24/32-bit, any channel count, any rate).
 
@@ -75,8 +81,9 @@ class WavSource:
                 self.channels = f.getnchannels()
                 self.sample_width = f.getsampwidth()
                 self.frames = f.getnframes()
-        except (wave.Error, EOFError) as exc:
-            raise EdgeError(f"audio {path} is not a PCM WAV file ({exc}); convert it: "
+        except _WAV_ERRORS as exc:
+            raise EdgeError(f"audio {path} is not a PCM WAV file ({type(exc).__name__}: {first_line(exc)}); "
+                            "convert it: "
                             f"ffmpeg -i {path} -ac 1 -ar 16000 -sample_fmt s16 out.wav") from None
         if self.sample_width not in (1, 2, 3, 4) or self.rate_hz < 8000:
             raise EdgeError(f"audio {path} has {8 * self.sample_width}-bit samples at {self.rate_hz} Hz; "
@@ -103,7 +110,10 @@ class WavSource:
         self.frames_read = 0
         with wave.open(self.path, "rb") as f:
             while True:
-                raw = f.readframes(per_chunk)
+                try:
+                    raw = f.readframes(per_chunk)
+                except _WAV_ERRORS:  # damaged past this point: end here, as a truncated file
+                    raw = b""
                 final = len(raw) < per_chunk * frame_bytes
                 raw = raw[: len(raw) - len(raw) % frame_bytes]  # a cut last frame is dropped
                 self.frames_read += len(raw) // frame_bytes
