@@ -113,9 +113,10 @@ def test_audio_only_session_is_first_class(screener):
     result = screener.run(video=None, audio=DEMO_WAV, fast=True).run()
     assert result.complete and result.duration_s == 5.0
     assert result.vote.status == "abstained" and result.vote.reason.startswith("no video")
-    assert result.phq8.status == "abstained" and "no video" in result.phq8.reason
-    assert result.abstentions and all(line.split(":")[0] in ("emotion vote", "PHQ-8 estimate")
-                                      for line in result.abstentions)
+    # The estimate comes from the audio alone (the LSTM-MoE's visual inputs zero), and says so.
+    assert result.phq8.status == "ok" and result.phq8.input == "audio only: visual inputs zero"
+    assert result.to_dict()["screening"]["phq8"]["input"] == result.phq8.input
+    assert result.abstentions == [f"emotion vote: {result.vote.reason}"]
     assert result.sources == {"video": None, "audio": DEMO_WAV}
 
 

@@ -68,7 +68,10 @@ def format_summary(summary: Dict) -> str:
     phq8 = s["phq8"]
     note = f"  [{phq8['note']}]" if "note" in phq8 else ""
     if phq8["status"] == "ok":
-        lines.append(f"PHQ-8 estimate: {phq8['mu']:.1f} +/- {phq8['sigma']:.1f} ({phq8['band']}){note}")
+        interval = phq8.get("interval") or []
+        span = f", interval {interval[0]:.1f}-{interval[1]:.1f}" if len(interval) == 2 else ""
+        source = f" [{phq8['input']}]" if phq8.get("input") else ""
+        lines.append(f"PHQ-8 estimate: {phq8['mu']:.1f} +/- {phq8['sigma']:.1f}{span} ({phq8['band']}){source}{note}")
     else:
         lines.append(f"PHQ-8 estimate: abstained ({phq8['reason']}){note}")
     for key in ("gaps", "notes", "warnings"):

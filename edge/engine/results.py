@@ -134,6 +134,7 @@ class PHQ8Result:
     ticks: int = 0
     reason: Optional[str] = None
     note: Optional[str] = None
+    input: Optional[str] = None  # "audio only: visual inputs zero" for a session without video
 
     @classmethod
     def from_dict(cls, data: Dict) -> PHQ8Result:
@@ -143,12 +144,14 @@ class PHQ8Result:
             interval = (round(max(0.0, mu - INTERVAL_Z * sigma), 2), round(min(PHQ8_MAX, mu + INTERVAL_Z * sigma), 2))
         return cls(status=data["status"], mu=data.get("mu"), sigma=data.get("sigma"), interval=interval,
                    band=data.get("band"), ticks=int(data.get("ticks", 0)), reason=data.get("reason"),
-                   note=data.get("note"))
+                   note=data.get("note"), input=data.get("input"))
 
     def to_dict(self) -> Dict:
         if self.status == "ok":
             out: Dict = {"status": "ok", "mu": self.mu, "sigma": self.sigma, "interval": list(self.interval or ()),
                          "band": self.band, "ticks": self.ticks}
+            if self.input:
+                out["input"] = self.input
         else:
             out = {"status": self.status, "reason": self.reason}
         if self.note:

@@ -268,7 +268,7 @@ class Session:
                                    engine.voiced_share(), engine.last_estimate, self.config.screen,
                                    has_audio=self.has_audio, demo_weights=screener.demo_weights,
                                    labels=self.labels, expected_frames=self._expected_frames(),
-                                   face_frames=engine.face_frames)
+                                   face_frames=engine.face_frames, has_video=self.has_video)
         vote = VoteResult.from_dict(screening["emotion_vote"])
         phq8 = PHQ8Result.from_dict(screening["phq8"])
         quality = DataQuality(

@@ -10,6 +10,8 @@ from edge.features.tick import EMOTIONS
 from edge.screen.vote import vote_rule
 from edge.stream.severity import SeverityEstimate
 
+AUDIO_ONLY = "audio only: visual inputs zero"
+
 
 def _face_reason(face_share: float, min_face_share: float, frames_analysed: int) -> Optional[str]:
     if frames_analysed == 0:
@@ -23,7 +25,7 @@ def _face_reason(face_share: float, min_face_share: float, frames_analysed: int)
 def screen_session(face_probs: np.ndarray, frames_analysed: int, ticks: int, voiced_share: float,
                    severity: Optional[SeverityEstimate], screen, has_audio: bool = True,
                    demo_weights: bool = True, labels=EMOTIONS, expected_frames: Optional[int] = None,
-                   face_frames: Optional[int] = None) -> Dict:
+                   face_frames: Optional[int] = None, has_video: Optional[bool] = None) -> Dict:
     """Both readings of a session.
 
     face_probs: [n, 7] emotion probabilities of analysed frames with a face, in order;
@@ -35,6 +37,10 @@ def screen_session(face_probs: np.ndarray, frames_analysed: int, ticks: int, voi
     video shorter than the audio, a camera away) counts as time without a face.
     face_frames: analysed frames with a face in the whole session, when `face_probs`
     holds only the first ones the vote reads (default: its length).
+    has_video: False for a session without a camera (a gateway's recordings): the vote
+    abstains (it reads faces), while the PHQ-8 estimate is given from the audio alone,
+    the LSTM-MoE's visual inputs zero, and says so (`input`). None: a session that had
+    video (the face checks apply to both readings).
     """
     probs = np.asarray(face_probs, np.float32).reshape(-1, len(labels))
     faces = len(probs) if face_frames is None else int(face_frames)
@@ -49,7 +55,7 @@ def screen_session(face_probs: np.ndarray, frames_analysed: int, ticks: int, voi
     else:
         if ticks < screen.min_ticks:
             reasons.append(f"session too short: {ticks} ticks of 100 ms, at least {screen.min_ticks} needed")
-        if face_reason:
+        if face_reason and has_video is not False:
             reasons.append(face_reason)
         if not has_audio:
             reasons.append("no audio: the estimate needs voice")
@@ -61,6 +67,8 @@ def screen_session(face_probs: np.ndarray, frames_analysed: int, ticks: int, voi
     else:
         phq8 = {"status": "ok", "mu": round(severity.mu, 2), "sigma": round(severity.sigma, 2),
                 "band": severity.band, "ticks": severity.steps}
+        if has_video is False:
+            phq8["input"] = AUDIO_ONLY
     if severity is not None and demo_weights:
         phq8["note"] = DEMO_WEIGHTS_NOTICE
     return {

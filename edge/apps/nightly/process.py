@@ -9,29 +9,25 @@ WAV is read a second time for the vocal measures. Per-tick feature vectors are s
 an `.npz` beside the summary (edge.store.features_file), never kept in a list; an hour of
 audio costs the memory of a minute.
 
-PHQ-8 on audio-only recordings: the engine's session rule abstains the estimate when no
-frame was analysed. A gateway has no camera, so here the estimate after the last tick (the
-LSTM-MoE run with its visual inputs zero) is kept when every other rule passes (enough
-ticks, enough voice), and it says so ("audio only: visual inputs zero").
+PHQ-8 on audio-only recordings: the engine gives the estimate from the audio alone (the
+LSTM-MoE's visual inputs zero) when every other rule passes (enough ticks, enough voice),
+and says so (`input: "audio only: visual inputs zero"`); the vote abstains (no faces).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict
 
 from edge.apps.nightly.inbox import Recording
 from edge.capture.audio import WavSource
-from edge.engine.results import INTERVAL_Z, Tick
+from edge.engine.results import Tick
 from edge.errors import EdgeError
 from edge.features.audio import SAMPLE_RATE_HZ
 from edge.store.features_file import SessionFeatureWriter
 from edge.store.files import private_dir, write_text_atomic
-from edge.stream.severity import PHQ8_MAX
 
-NO_VIDEO_REASON = "no video: no frames were analysed"
-AUDIO_ONLY_NOTE = "audio only: visual inputs zero"
 CHUNK_MS = 500  # WAV read size: larger chunks cost less Python per second of audio
 
 
@@ -58,21 +54,6 @@ def _voice_measures():
     from edge.features.voice import VoiceMeasures
 
     return VoiceMeasures()
-
-
-def audio_only_phq8(phq8: Dict, last: Optional[Tick], has_video: bool) -> Dict:
-    """The PHQ-8 reading of a recording without video (see the module docstring)."""
-    if has_video or phq8.get("status") == "ok" or last is None or last.phq8 is None:
-        return phq8
-    reasons = [r for r in str(phq8.get("reason", "")).split("; ") if r and r != NO_VIDEO_REASON]
-    out: Dict = {"status": "abstained", "reason": "; ".join(reasons)} if reasons else {
-        "status": "ok", "mu": round(last.phq8.mu, 2), "sigma": round(last.phq8.sigma, 2),
-        "interval": [round(max(0.0, last.phq8.mu - INTERVAL_Z * last.phq8.sigma), 2),
-                     round(min(PHQ8_MAX, last.phq8.mu + INTERVAL_Z * last.phq8.sigma), 2)],
-        "band": last.phq8.band, "ticks": last.index + 1, "input": AUDIO_ONLY_NOTE}
-    if phq8.get("note"):
-        out["note"] = phq8["note"]
-    return out
 
 
 def _open_wav(path: Path) -> WavSource:
@@ -108,11 +89,9 @@ def process_recording(screener, recording: Recording, out_dir: Path) -> Processe
     summary_path = folder / f"{stem}.json"
     features = SessionFeatureWriter(features_path, screener.config.models.severity.context)
     voice = _voice_measures()
-    last: list = [None]
 
     def on_tick(tick: Tick) -> None:
         features.append(tick.features)
-        last[0] = tick
 
     try:
         if recording.video is None:
@@ -129,12 +108,7 @@ def process_recording(screener, recording: Recording, out_dir: Path) -> Processe
     features.close()
     voice_result = voice.result()
     summary = result.to_dict()
-    phq8 = audio_only_phq8(summary["screening"]["phq8"], last[0], recording.video is not None)
-    summary["screening"]["phq8"] = phq8
-    if phq8.get("input") == AUDIO_ONLY_NOTE:
-        summary["notes"].append("PHQ-8 estimate from audio only (visual inputs zero)")
-    summary["abstentions"] = [a for a in summary["abstentions"]
-                              if not (a.startswith("PHQ-8 estimate") and phq8.get("status") == "ok")]
+    phq8 = summary["screening"]["phq8"]
     voice_dict = voice_result.to_dict()
     summary["nightly"] = {"recording": recording.key, "person": recording.person, "captured": recording.captured,
                           "day": recording.day, "voice": voice_dict}
