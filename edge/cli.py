@@ -12,52 +12,14 @@ from edge.errors import EdgeError
 from edge.features.detectors import DEFAULT_DETECTOR, FACE_DETECTORS
 
 
-def _models(args) -> int:
-    from edge.apps.models import run
+def _command(module: str):
+    """The `run(args)` of edge.apps.<module>, imported only when that command runs (the
+    others' imports, OpenCV and the interpreters among them, cost start-up time and memory)."""
+    def call(args) -> int:
+        import importlib
 
-    return run(args)
-
-
-def _face(args) -> int:
-    from edge.apps.face import run
-
-    return run(args)
-
-
-def _run(args) -> int:
-    from edge.apps.run import run
-
-    return run(args)
-
-
-def _doctor(args) -> int:
-    from edge.apps.doctor import run
-
-    return run(args)
-
-
-def _kiosk(args) -> int:
-    from edge.apps.kiosk import run
-
-    return run(args)
-
-
-def _nightly(args) -> int:
-    from edge.apps.nightly import run
-
-    return run(args)
-
-
-def _config(args) -> int:
-    from edge.apps.config_check import run
-
-    return run(args)
-
-
-def _sessions(args) -> int:
-    from edge.apps.sessions import run
-
-    return run(args)
+        return importlib.import_module(f"edge.apps.{module}").run(args)
+    return call
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -84,11 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"face detector: the BlazeFace DNN or OpenCV's Haar cascade (default: {DEFAULT_DETECTOR}, "
                         "as in the profiles)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.set_defaults(func=_face)
+    p.set_defaults(func=_command("face"))
 
     p = sub.add_parser("models", parents=[common], help="list the shipped models and their manifest figures")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_models)
+    p.set_defaults(func=_command("models"))
 
     p = sub.add_parser("run", parents=[common], help="screen a session from camera/microphone or files")
     p.add_argument("--config", help="device profile YAML (e.g. firmware_configs/desktop.yaml); "
@@ -107,14 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detector", choices=FACE_DETECTORS, help="face detector (overrides the config's face.detector)")
     p.add_argument("--json", action="store_true", help="JSON lines: one per tick, then the summary")
     p.add_argument("--save-features", metavar="FILE", help="write the session's tick features (.npz)")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_command("run"))
 
     p = sub.add_parser("kiosk", parents=[common], help="the screening kiosk: a local page, session after session")
     p.add_argument("--config", help="device profile YAML (its kiosk: section); default: the built-in defaults")
     p.add_argument("--port", type=int, metavar="N", help="TCP port (default: the profile's kiosk.port; 0: a free one)")
     p.add_argument("--video", metavar="FILE", help="replay a video file as if live, each session from the start")
     p.add_argument("--audio", metavar="FILE", help="replay a PCM WAV file as if live")
-    p.set_defaults(func=_kiosk)
+    p.set_defaults(func=_command("kiosk"))
 
     p = sub.add_parser("nightly", parents=[common], help="the gateway's nightly job over the day's recordings")
     p.add_argument("--config", required=True, help="device profile YAML (e.g. firmware_configs/wearable_gateway.yaml)")
@@ -122,23 +84,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", metavar="FILE", help="results database (overrides output.database)")
     p.add_argument("--out", metavar="DIR", help="folder for summaries and reports (overrides the profile)")
     p.add_argument("--mqtt", metavar="URL", help="broker for this run, mqtt://HOST:PORT (overrides mqtt.host/port)")
-    p.set_defaults(func=_nightly)
+    p.set_defaults(func=_command("nightly"))
 
     p = sub.add_parser("doctor", parents=[common], help="what this device has: backends, threads, OpenCV, versions")
     p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_doctor)
+    p.set_defaults(func=_command("doctor"))
 
     p = sub.add_parser("config", help="device profiles: `edge config check FILE...` validates without running")
     config_sub = p.add_subparsers(dest="config_command", required=True)
     p = config_sub.add_parser("check", parents=[common], help="validate profiles (one line per error, exit 2)")
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.set_defaults(func=_config)
+    p.set_defaults(func=_command("config_check"))
 
     from edge.apps.sessions import add_arguments as sessions_arguments
 
     p = sub.add_parser("sessions", help="stored sessions: `list`, or `export --csv` for a clinic")
     sessions_arguments(p)
-    p.set_defaults(func=_sessions)
+    p.set_defaults(func=_command("sessions"))
     return parser
 
 
