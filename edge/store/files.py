@@ -18,11 +18,20 @@ DIR_MODE = 0o700
 
 
 def private_dir(path: Union[str, Path]) -> Path:
-    """Create `path` (and missing parents) owner-only; an existing folder is left as it is."""
+    """Create `path` and its missing parents, each owner-only; existing folders are left as they are."""
     path = Path(path)
     if not path.is_dir():
-        path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-        os.chmod(str(path), DIR_MODE)  # mkdir's mode is filtered by the umask
+        missing = []
+        parent = path
+        while not parent.is_dir() and parent != parent.parent:
+            missing.append(parent)
+            parent = parent.parent
+        for folder in reversed(missing):  # every folder made here, not only the last, is owner-only
+            try:
+                folder.mkdir(mode=DIR_MODE)
+            except FileExistsError:  # made meanwhile by another process: left as it is
+                continue
+            os.chmod(str(folder), DIR_MODE)  # mkdir's mode is filtered by the umask
     return path
 
 
