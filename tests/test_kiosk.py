@@ -221,12 +221,16 @@ def test_the_preview_is_mirrored_downscaled_and_boxed():
     assert top_edge[:, 1].mean() > 150 and top_edge[:, 2].mean() < 120
     assert small[75, 95].mean() < 30  # inside the box: the picture, untouched
     assert preview.next_jpeg(seq, timeout_s=0.05) == (None, seq)  # no new frame, no new JPEG
+    first = preview.generation
     preview.stop()
     assert preview.next_jpeg(seq, timeout_s=0.05)[0] is None  # the frame is gone with the session
     assert preview.frames_encoded == 1 and preview.cpu_s > 0
+    preview.start()  # the next visitor: a stream opened for the last one gets nothing of theirs
+    preview.offer(image, None)
+    assert preview.next_jpeg(seq, timeout_s=0.05, generation=first)[0] is None
+    assert preview.next_jpeg(seq, timeout_s=0.05)[0] is not None
 
 
-@pytest.mark.slow
 def test_sigterm_mid_session_keeps_it_as_cut_short(tmp_path):
     profile = kiosk_profile(tmp_path, capture_seconds=30)
     with KioskProcess("--config", str(profile), "--port", "0", "--video", DEMO_VIDEO, "--audio", DEMO_WAV) as kiosk:

@@ -35,6 +35,7 @@ class Preview:
         self._jpeg: Optional[bytes] = None
         self._jpeg_seq = -1
         self._live = False
+        self.generation = 0  # one per session: a viewer's stream ends with its session
 
     # ----- the session side ---------------------------------------------------------
     def start(self) -> None:
@@ -42,6 +43,7 @@ class Preview:
             self._live = True
             self._image = None
             self._jpeg = None
+            self.generation += 1
 
     def offer(self, image, box) -> None:
         """The session's newest frame (BGR) and the followed face (pixels) or None."""
@@ -64,17 +66,25 @@ class Preview:
         return self._live
 
     # ----- the viewer side ----------------------------------------------------------
-    def next_jpeg(self, after_seq: int, timeout_s: float = 1.0) -> Tuple[Optional[bytes], int]:
+    def current(self, generation: int) -> bool:
+        """True while the session `generation` (`self.generation` when a viewer came) runs."""
+        return self._live and self.generation == generation
+
+    def next_jpeg(self, after_seq: int, timeout_s: float = 1.0,
+                  generation: Optional[int] = None) -> Tuple[Optional[bytes], int]:
         """The JPEG of the first frame newer than `after_seq` (waits up to timeout_s) and
-        its number; (None, after_seq) when the session ended or none came."""
+        its number; (None, after_seq) when none came, or when the session ended (or, with
+        `generation`, when that session is no longer the one running)."""
         deadline = time.monotonic() + timeout_s
         with self._lock:
-            while self._live and self._seq <= after_seq:
+            if generation is None:
+                generation = self.generation
+            while self.current(generation) and self._seq <= after_seq:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None, after_seq
                 self._changed.wait(left)
-            if not self._live or self._image is None:
+            if not self.current(generation) or self._image is None:
                 return None, after_seq
             if self._jpeg_seq != self._seq:
                 started = time.thread_time()

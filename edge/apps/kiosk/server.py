@@ -283,12 +283,12 @@ class KioskHandler(BaseHTTPRequestHandler):
         for name, value in SECURITY_HEADERS:
             self.send_header(name, value)
         self.end_headers()
-        seq, period = 0, 1.0 / preview.fps
-        while not controller.closing:
+        seq, period, generation = 0, 1.0 / preview.fps, preview.generation
+        while not controller.closing:  # this session's frames only: the stream ends with it
             started = time.monotonic()
-            jpeg, seq = preview.next_jpeg(seq, timeout_s=1.0)
+            jpeg, seq = preview.next_jpeg(seq, timeout_s=1.0, generation=generation)
             if jpeg is None:
-                if not preview.live:
+                if not preview.current(generation):
                     break
                 continue
             cpu = time.thread_time()
