@@ -304,3 +304,26 @@ def test_a_missing_page_file_is_refused_before_serving(tmp_path):
     with pytest.raises(EdgeError, match=r"kiosk page file .*kiosk\.js is missing") as caught:
         run(args)
     assert caught.value.exit_code == 2 and "\n" not in str(caught.value)
+
+
+def test_a_session_cut_short_gives_no_reading_and_says_why_in_plain_words(tmp_path):
+    from edge.apps.kiosk.views import result_view
+    from edge.engine import Screener
+
+    screener = Screener.from_profile(str(kiosk_profile(tmp_path)))
+    expected = {"walked away: no face for 8 s": "No face was seen",
+                "stopped by the visitor": "stopped before the end",
+                "internal error: RuntimeError: reduce.cc:487 MEAN failed": "Please tell the staff",
+                "interrupted: the kiosk was stopped (SIGTERM)": "The kiosk was stopped",
+                "sources stalled": "camera or microphone stopped"}
+    for reason, words in expected.items():
+        run = screener.run(DEMO_VIDEO, DEMO_WAV, fast=True)
+        for tick in run:
+            if tick.index == 3:
+                run.stop(reason)
+        view = result_view(run.result)
+        assert run.result.stop_reason == reason and not run.result.complete
+        assert view["abstained"] and words in view["why"] and "vote" not in view and "phq8" not in view
+        assert "reduce.cc" not in view["why"]  # technical detail stays in the stored session
+        assert "not a diagnosis" in view["next_steps"] and view["notice"] == "Screening aid only, not a diagnosis."
+    screener.close()

@@ -289,7 +289,7 @@ class KioskController:
                         run.stop(self._stop_requested)
                     self._bump()
         except Exception as exc:  # an internal error: keep what ran, say so, go on with the next visitor
-            _log(f"session {run.session_id} failed: {type(exc).__name__}: {exc}")
+            _log(f"session {run.session_id} failed: {type(exc).__name__}: {first_line(exc)}")
         finally:
             with self._lock:
                 self._capture_ended = last_tick_at

@@ -149,8 +149,14 @@ def result_view(result: SessionResult, lost: Sequence[str] = ()) -> Dict:
                            "You are welcome to start again.")
         elif result.stop_reason.startswith(STOPPED_BY_VISITOR):
             view["why"] = "The session was stopped before the end, so it gives no result."
+        elif result.stop_reason.startswith("internal error"):
+            # The technical reason is in the stored session and the log, not on the visitor's screen.
+            view["why"] = "Something went wrong on this kiosk, so the session gives no result. Please tell the staff."
+        elif result.stop_reason.startswith("interrupted"):
+            view["why"] = "The kiosk was stopped during the session, so it gives no result."
         else:
-            view["why"] = f"The session ended early ({result.stop_reason}), so it gives no result."
+            view["why"] = ("The camera or microphone stopped during the session, so it gives no result. "
+                           "Please tell the staff.")
         view["next_steps"] = NEXT_STEPS
         return view
     view["vote"] = {"status": vote.status, "level": vote.level, "message": vote.message, "reason": vote.reason,
