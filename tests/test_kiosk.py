@@ -114,7 +114,7 @@ def test_two_taps_give_one_session_with_live_events_and_preview(tmp_path):
 
 
 def test_the_token_is_needed_by_every_request(tmp_path):
-    profile = kiosk_profile(tmp_path, token="s3cret-token")
+    profile = kiosk_profile(tmp_path, token="s3cret-token")  # (a cookie-unsafe one is tested below)
     with kiosk_in_process(profile) as (base, controller):
         for path in ("", "static/kiosk.js", "api/state", "api/events", "api/stats", "preview.mjpg"):
             assert http(base + path)[0] == 401, path
@@ -126,6 +126,11 @@ def test_the_token_is_needed_by_every_request(tmp_path):
         assert "HttpOnly" in headers["Set-Cookie"]
         assert http(base + "api/state", headers={"Cookie": "kiosk_token=s3cret-token"})[0] == 200
         assert controller.state()["phase"] == "welcome"  # nothing was started without the token
+    odd = "a b;c=d%"
+    with kiosk_in_process(kiosk_profile(tmp_path, name="odd.yaml", token=odd)) as (base, controller):
+        cookie = http(base + "?token=a%20b%3Bc%3Dd%25")[1]["Set-Cookie"].split(";")[0]
+        assert http(base + "api/state", headers={"Cookie": cookie})[0] == 200
+        assert http(base + "api/state", headers={"Cookie": "kiosk_token=a b"})[0] == 401
 
 
 def test_requests_from_elsewhere_are_refused(tmp_path):

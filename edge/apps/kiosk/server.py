@@ -28,7 +28,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Dict, Optional
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from edge.errors import EdgeError
 
@@ -149,7 +149,7 @@ class KioskHandler(BaseHTTPRequestHandler):
         for part in self.headers.get("Cookie", "").split(";"):
             name, _, value = part.strip().partition("=")
             if name == COOKIE:
-                return value
+                return unquote(value)
         return self._query().get("token")
 
     def _allowed(self) -> bool:
@@ -190,7 +190,8 @@ class KioskHandler(BaseHTTPRequestHandler):
                 name, kind = PAGE_FILES[path]
                 extra = ()
                 if path == "/" and self.server.token:
-                    extra = (("Set-Cookie", f"{COOKIE}={self.server.token}; HttpOnly; SameSite=Strict; Path=/"),)
+                    extra = (("Set-Cookie", f"{COOKIE}={quote(self.server.token, safe='')}; HttpOnly; SameSite=Strict; "
+                                            "Path=/"),)
                 self._send(200, self.server.page[name], kind, extra)
             elif path == "/api/state":
                 self._send_json(200, controller.state())
