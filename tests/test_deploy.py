@@ -10,12 +10,17 @@ container), a Jetson or a Pi, a camera, a desktop session (see deploy/README.md)
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -160,6 +165,130 @@ def test_browser_opens_the_page_in_kiosk_mode():
 def test_browser_wrapper_refuses_root():
     proc = subprocess.run([str(DEPLOY / "bin" / "edge-kiosk-browser")], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "refusing to run Chromium as root" in proc.stderr
+
+
+def _free_display() -> int:
+    for number in range(90, 140):
+        if not Path(f"/tmp/.X11-unix/X{number}").exists() and not Path(f"/tmp/.X{number}-lock").exists():
+            return number
+    pytest.skip("no free X display number")
+
+
+@pytest.fixture
+def unprivileged_browser_env():
+    """A real X server (Xvfb) and a home for the unprivileged user the browser unit runs as."""
+    if os.geteuid() != 0 or shutil.which("runuser") is None:
+        pytest.skip("needs root and runuser to run the wrapper as an unprivileged user, as the unit does")
+    missing = [tool for tool in ("Xvfb", "xwininfo", "xprop", "matchbox-window-manager") if shutil.which(tool) is None]
+    if not any(shutil.which(b) for b in ("chromium", "chromium-browser")):
+        missing.append("chromium")
+    if missing:
+        pytest.skip(f"not installed: {', '.join(missing)} "
+                    "(apt-get install xvfb x11-utils matchbox-window-manager chromium)")
+    # Not under pytest's tmp_path: its parent is root's, mode 0700, out of the user's reach.
+    top = Path(tempfile.mkdtemp(prefix="edge-kiosk-browser-"))
+    home = top / "home"
+    run = top / "run"
+    home.mkdir()
+    run.mkdir(mode=0o700)
+    for path in (top, home, run):
+        shutil.chown(path, user="nobody")
+    number = _free_display()
+    xvfb = subprocess.Popen(["Xvfb", f":{number}", "-ac", "-nolisten", "tcp", "-screen", "0", "800x480x24"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    socket = Path(f"/tmp/.X11-unix/X{number}")
+    for _ in range(100):
+        if socket.exists():
+            break
+        time.sleep(0.05)
+    # A desktop session has a window manager, which is what makes a --kiosk window full screen
+    # (EWMH _NET_WM_STATE_FULLSCREEN); matchbox is the small one made for kiosks.
+    manager = subprocess.Popen(["matchbox-window-manager", "-display", f":{number}", "-use_titlebar", "no"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": str(home), "XDG_RUNTIME_DIR": str(run),
+           "DISPLAY": f":{number}", "EDGE_KIOSK_WAIT_S": "20",
+           # Chromium's sandbox needs user namespaces, which this container does not give; a device does.
+           "EDGE_KIOSK_CHROMIUM_FLAGS": "--no-sandbox"}
+    try:
+        yield number, env
+    finally:
+        for process in (manager, xvfb):
+            process.terminate()
+            process.wait(timeout=10)
+        shutil.rmtree(top, ignore_errors=True)
+
+
+class _Page(http.server.BaseHTTPRequestHandler):
+    paths: list = []
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        type(self).paths.append(self.path)
+        body = b"<!doctype html><title>edge-kiosk-test</title><p>kiosk</p>"
+        self.send_response(200 if self.path == "/" else 404)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.slow
+def test_browser_wrapper_opens_the_page_full_screen(unprivileged_browser_env):
+    """The real wrapper, as an unprivileged user, on a real X server, with Debian's Chromium:
+    it waits for the page, then Chromium shows it in one window covering the 800x480 screen."""
+    number, env = unprivileged_browser_env
+    _Page.paths = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    port = server.server_address[1]
+    log = tempfile.TemporaryFile()
+    browser = subprocess.Popen(["runuser", "-u", "nobody", "--", "env", "-i",
+                                *[f"{k}={v}" for k, v in env.items()],
+                                str(DEPLOY / "bin" / "edge-kiosk-browser"), f"http://127.0.0.1:{port}/"],
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    tree = ""
+    try:
+        time.sleep(1.0)  # the wrapper waits for the page: nothing served yet
+        assert browser.poll() is None, _output(log)
+        serving.start()
+        deadline = time.monotonic() + 45
+        geometry = None
+        while time.monotonic() < deadline and geometry is None:
+            tree = subprocess.run(["xwininfo", "-display", f":{number}", "-root", "-tree"], capture_output=True,
+                                  text=True).stdout
+            match = re.search(r'"edge-kiosk-test[^"]*".*?\s(\d+)x(\d+)\+', tree)
+            geometry = (int(match.group(1)), int(match.group(2))) if match else None
+            time.sleep(0.3)
+        assert "/" in _Page.paths, _output(log)
+        window = re.search(r'(0x[0-9a-f]+) "edge-kiosk-test', tree).group(1)
+        state = subprocess.run(["xprop", "-display", f":{number}", "-id", window, "_NET_WM_STATE"],
+                               capture_output=True, text=True).stdout
+        assert "_NET_WM_STATE_FULLSCREEN" in state, state
+        assert geometry == (800, 480), tree[-2000:]
+    finally:
+        if browser.poll() is None:
+            os.killpg(browser.pid, signal.SIGTERM)
+        browser.wait(timeout=20)
+        if serving.is_alive():
+            server.shutdown()
+        server.server_close()
+
+
+def _output(log) -> str:
+    log.seek(0)
+    return log.read().decode(errors="replace")[-3000:]
+
+
+def test_browser_wrapper_says_when_there_is_no_session(unprivileged_browser_env):
+    number, env = unprivileged_browser_env
+    env = dict(env, DISPLAY=":7777", EDGE_KIOSK_WAIT_S="1")
+    proc = subprocess.run(["runuser", "-u", "nobody", "--", "env", "-i", *[f"{k}={v}" for k, v in env.items()],
+                           str(DEPLOY / "bin" / "edge-kiosk-browser")], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("edge-kiosk-browser: error: no graphical session for nobody after 1 s "
+                                   "(is autologin on?)")
 
 
 # ---------------------------------------------------------------- scripts
