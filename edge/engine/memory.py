@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import os
 import sys
 
@@ -18,13 +19,29 @@ M_ARENA_MAX = -8  # glibc's <malloc.h>
 ARENAS = 2
 
 
+def _glibc_function(name: str):
+    """A function of glibc's malloc, or None where the C library is another."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+
+
 def bound_malloc_arenas(arenas: int = ARENAS) -> bool:
     """Ask glibc for at most `arenas` malloc arenas; True when it was applied."""
-    if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt arenas)
+    mallopt = _glibc_function("mallopt")
+    if mallopt is None or "MALLOC_ARENA_MAX" in os.environ:
         return False
     return bool(mallopt(M_ARENA_MAX, int(arenas)))
+
+
+def release_memory() -> None:
+    """Hand freed memory back to the system between sessions: collect cycles, then ask
+    glibc to trim its arenas (a no-op elsewhere). Call it when nothing waits on it (the
+    kiosk does, once the result is on screen)."""
+    gc.collect()
+    trim = _glibc_function("malloc_trim")
+    if trim is not None:
+        trim(0)

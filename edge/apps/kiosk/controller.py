@@ -14,9 +14,6 @@ change bumps `version` and wakes the event streams (`wait_change`).
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import gc
 import os
 import sys
 import threading
@@ -27,24 +24,11 @@ from edge.apps.kiosk.preview import Preview
 from edge.apps.kiosk.views import STOPPED_BY_VISITOR, WALKED_AWAY, LiveView, result_view
 from edge.capture.audio import WavSource, open_audio_source
 from edge.capture.video import FileSource, check_opens, open_video_source
+from edge.engine.memory import release_memory
 from edge.engine.outputs import SessionWriter
 from edge.errors import EdgeError, first_line
 
 PROBE_EVERY_S = 2.0  # the sources are tried again this often while they are missing
-
-
-def release_memory() -> None:
-    """Hand freed memory back to the system after a session: collect cycles, then ask
-    glibc to trim every malloc arena (sessions run on several short-lived threads, whose
-    freed blocks otherwise stay in the process and RSS creeps up visitor by visitor).
-    A no-op where glibc is not the C library."""
-    gc.collect()
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return
-    trim(0)
 
 
 def _log(message: str) -> None:
