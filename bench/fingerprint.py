@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import glob
 import os
-import platform
 import shutil
 import subprocess
 import time
 from typing import Dict, List, Optional, Tuple
 
-# Packages whose versions change the numbers.
-PACKAGES = ("numpy", "onnxruntime", "onnxruntime-gpu", "ai-edge-litert", "tflite-runtime",
-            "opencv-python-headless", "opencv-python")
+from edge import cpu
+
+PACKAGES = cpu.PACKAGES
 FREQ_CHANGE_PCT = 10.0
 STEAL_PCT = 5.0
 
@@ -41,54 +40,9 @@ def _command(cmd: List[str], timeout_s: float = 5.0) -> Optional[str]:
     return (out.stdout or out.stderr).strip() or None
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on (the affinity mask, which containers narrow)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
-
-
-def cpu_model() -> str:
-    # Pi and Jetson name the board in the device tree; x86 names the CPU in cpuinfo.
-    board = _read("/proc/device-tree/model")
-    info = _read("/proc/cpuinfo") or ""
-    name = None
-    for line in info.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("model name", "Hardware", "cpu model", "Processor") and value.strip():
-            name = value.strip()
-            break
-    name = name or platform.processor() or platform.machine()
-    return f"{board.rstrip(chr(0))} / {name}" if board else name
-
-
-def _meminfo() -> Dict[str, Optional[int]]:
-    found: Dict[str, Optional[int]] = {"total_mb": None, "available_mb": None}
-    for line in (_read("/proc/meminfo") or "").splitlines():
-        key, _, value = line.partition(":")
-        if key in ("MemTotal", "MemAvailable"):
-            kib = int(value.split()[0])
-            found["total_mb" if key == "MemTotal" else "available_mb"] = kib // 1024
-    return found
-
-
-def _os_name() -> str:
-    for line in (_read("/etc/os-release") or "").splitlines():
-        if line.startswith("PRETTY_NAME="):
-            return line.split("=", 1)[1].strip('"')
-    return platform.platform()
-
-
-def package_versions() -> Dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for name in PACKAGES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return found
+usable_cores = cpu.usable_cores
+cpu_model = cpu.cpu_model
+package_versions = cpu.package_versions
 
 
 def _cpufreq() -> Dict[str, Optional[object]]:
@@ -108,31 +62,23 @@ def _git_commit() -> Optional[str]:
 
 
 def collect() -> Dict[str, object]:
-    """The device fingerprint: CPU, cores, clocks, memory, OS, Python, packages, and the
-    Jetson power mode or Pi throttling state where those tools exist."""
+    """The device fingerprint: edge.cpu.describe_machine() (the one machine description,
+    also shown by `edge doctor`: CPU, int8 features, cores, memory, OS, Python, packages)
+    plus what moves benchmark numbers: clocks, load, Jetson power mode, Pi throttling."""
     freq = _cpufreq()
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {
-        "cpu_model": cpu_model(),
-        "machine": platform.machine(),
-        "cores": os.cpu_count(),
-        "usable_cores": usable_cores(),
-        "virtualized": "hypervisor" in (_read("/proc/cpuinfo") or ""),
+    out = cpu.describe_machine()
+    out.update({
         "governor": freq["governor"],
         "cpu_min_mhz": freq["min_mhz"],
         "cpu_max_mhz": freq["max_mhz"],
-        "memory_mb": _meminfo()["total_mb"],
-        "memory_available_mb": _meminfo()["available_mb"],
-        "os": _os_name(),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "packages": package_versions(),
         "load_average_1m": round(load[0], 2) if load else None,
         "jetson_power_mode": _command(["nvpmodel", "-q"]),
         "jetson_clocks": _command(["jetson_clocks", "--show"]),
         "pi_throttled": _command(["vcgencmd", "get_throttled"]),
         "git_commit": _git_commit(),
-    }
+    })
+    return out
 
 
 # ---- disturbance sensors -------------------------------------------------------------

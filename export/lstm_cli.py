@@ -18,11 +18,14 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, required=True, help="where to write the weights (.npz)")
     p.set_defaults(func=train_command)
 
-    p = sub.add_parser("build-moe", help="train on synthetic data, export every file, parity, manifest")
+    p = sub.add_parser("build-moe", help="export every file from the shipped weights (or --retrain on synthetic "
+                       "data first), parity, manifest")
     default_dir = Path(__file__).resolve().parent.parent / "edge" / "models"
     p.add_argument("--models-dir", type=Path, default=default_dir)
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--retrain", action="store_true",
+                   help="train the weights again (not reproducible across CPUs) instead of reusing the .npz")
     p.set_defaults(func=build_shipped)
 
     p = sub.add_parser("flops", help="MACs/FLOPs by fvcore and from the ONNX graph")
@@ -35,7 +38,8 @@ def build_shipped(args: argparse.Namespace) -> None:
     """Rebuild edge/models/lstm_moe (or args.models_dir/lstm_moe)."""
     from export.convert.lstm_build import build_moe
 
-    path = build_moe(Path(args.models_dir), epochs=getattr(args, "epochs", 25), seed=getattr(args, "seed", 0))
+    path = build_moe(Path(args.models_dir), epochs=getattr(args, "epochs", 25), seed=getattr(args, "seed", 0),
+                     retrain=getattr(args, "retrain", False))
     print(f"wrote {path}")
 
 

