@@ -12,7 +12,7 @@ DEVICE_VENV ?= .venv-device
 DEVICE_PY := $(DEVICE_VENV)/bin/python
 DEVICE_STAMP := $(DEVICE_VENV)/.installed
 
-.PHONY: demo kiosk test lint models fer clean
+.PHONY: demo kiosk test lint models fer clean soak
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -58,12 +58,21 @@ test: fer
 	@# The nightly tests start a real Mosquitto broker and make speech with espeak-ng + sox;
 	@# tests/test_deploy.py runs shellcheck and systemd-analyze (package systemd);
 	@# the kiosk page tests drive Debian's chromium (Playwright's own browser download is not used).
-	@missing=""; for p in mosquitto espeak-ng sox shellcheck systemd chromium chromium-driver; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in mosquitto espeak-ng sox shellcheck systemd chromium chromium-driver sqlite3; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
 	  else echo "the nightly and kiosk tests need:$$missing (sudo apt-get install$$missing); they skip without them" >&2; fi; \
 	fi
 	$(PY) -m pytest -q
+
+# Long runs (not part of `make test`): one session on a looping file, RSS / fds / threads /
+# stage p99 over time to out/soak/soak_*.csv and .png. SOAK_MINUTES of real time, then
+# SOAK_MEDIA_HOURS of media as fast as it goes.
+SOAK_MINUTES ?= 10
+SOAK_MEDIA_HOURS ?= 2
+soak: $(STAMP)
+	$(PY) bench/soak.py --minutes $(SOAK_MINUTES)
+	$(PY) bench/soak.py --media-hours $(SOAK_MEDIA_HOURS) --fast
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check edge export bench tests
