@@ -1,16 +1,16 @@
-"""`edge doctor`: what this device has (backends, threads, OpenCV, power mode)."""
+"""`edge doctor`: what this device has (CPU and its int8 features, backends, threads, OpenCV,
+power mode) and which model file each model of a profile would load here (`--config`)."""
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import platform
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Dict, Optional
 
 from edge import __version__
+from edge.cpu import describe_machine, int8_summary
 from edge.errors import EdgeError
 
 
@@ -79,14 +79,43 @@ def _microphones() -> Dict:
     return {"pyaudio": True, "inputs": inputs or None}
 
 
-def collect() -> Dict:
+def model_files(config_path: Optional[str] = None, models_dir: Optional[str] = None) -> Dict[str, Dict]:
+    """Per model role of the profile: the file it would load on this CPU and why
+    (`precision: auto` measures once and caches; see edge.precision)."""
+    from edge.config import load_config
+    from edge.manifest import load_manifest
+    from edge.precision import resolve
+
+    config = load_config(config_path)
+    roles = [("emotion", config.models.emotion)]
+    if config.models.severity.enabled:
+        roles.append(("severity", config.models.severity))
+    out = {}
+    for role, section in roles:
+        try:
+            manifest = load_manifest(section.name, models_dir)
+            choice = resolve(manifest, section.backend, section.precision, threads=config.threads)
+        except EdgeError as exc:
+            out[role] = {"model": section.name, "backend": section.backend, "precision": section.precision,
+                         "file": None, "why": str(exc)}
+            continue
+        out[role] = {"model": section.name, "backend": section.backend, "precision": section.precision,
+                     "file": choice.entry["file"], "why": choice.reason}
+    return out
+
+
+def collect(config_path: Optional[str] = None, models_dir: Optional[str] = None) -> Dict:
+    machine = describe_machine()
     return {
         "edge": __version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "system": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "python": machine["python"],
+        "machine": machine["machine"],
+        "system": f"{machine['os']} (kernel {machine['kernel']})",
+        "cpu": machine["cpu_model"],
+        "cpu_int8_features": int8_summary(machine["int8_features"]),
+        "cpu_fingerprint": machine["cpu_fingerprint"],
+        "cpu_count": machine["cores"],
+        "usable_cpus": machine["usable_cores"],
         "onnxruntime": _onnxruntime(),
         "tflite": _tflite(),
         "opencv": _opencv(),
@@ -94,15 +123,21 @@ def collect() -> Dict:
         "microphones": _microphones(),
         "jetson_power_mode": _run(["nvpmodel", "-q"]),
         "pi_throttled": _run(["vcgencmd", "get_throttled"]),
+        "model_files": model_files(config_path, models_dir),
     }
 
 
 def run(args) -> int:
-    report = collect()
+    report = collect(getattr(args, "config", None), getattr(args, "models_dir", None))
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
     for key, value in report.items():
+        if key == "model_files":
+            for role, found in value.items():
+                what = f"{found['model']} {found['backend']}/{found['precision']}"
+                print(f"{'model ' + role:<18} {what} -> {found['file'] or 'none'} ({found['why']})")
+            continue
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items())
         print(f"{key:<18} {value if value is not None else '-'}")

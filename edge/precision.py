@@ -1,0 +1,253 @@
+"""Which model file to load: `precision: fp32 | int8 | auto` for one backend.
+
+`auto` picks the fastest shipped file of the backend whose answers on this CPU agree with
+the fp32 file of the same backend on the bundled check inputs (edge/models/<name>/check_*.npy):
+top-1 for at least 99 % of the faces with every probability within 0.15, or PHQ-8
+estimates within 0.25 points over two streamed sessions. It is measured once (about a
+second) at first start and cached, keyed by the CPU fingerprint (edge.cpu), the runtime
+package and version, the file's sha256 and the thread count, in
+$XDG_CACHE_HOME/edge/precision.json (default ~/.cache/edge). Another CPU, runtime or file
+measures again.
+
+Guard (issue 11): a file whose arithmetic is int8 (int8 activations, as static
+quantization makes them) is never chosen on a CPU with SME, and `precision: int8` refuses
+one there: LiteRT/XNNPACK's SME int8 kernels gave garbage (7.6 % top-1) on an emulated
+SME CPU, and SME2 int8 convolution faults are reported on real Apple M4 hardware. The
+shipped int8 files are weight-only (float arithmetic), so the guard does not touch them.
+
+    entry = resolve_file(manifest, "tflite", "auto", threads=1)
+    choice = resolve(manifest, "tflite", "auto")   # .entry, .reason, .measured
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Dict, List, NamedTuple, Optional
+
+import numpy as np
+
+from edge import cpu
+from edge.errors import EdgeError
+
+TOP1_FLOOR = 0.99
+MAX_PROB_DIFF = 0.15
+MAX_MU_DIFF = 0.25  # PHQ-8 points
+CACHE_NAME = "precision.json"
+CACHE_VERSION = 1
+TIMED_CALLS = 40
+FACES_FILE = "check_faces.npy"  # uint8 [N, S, S] grey faces (preprocessed like camera crops)
+TICKS_FILE = "check_ticks.npy"  # float32 [sessions, T, features] tick vectors
+
+
+class Choice(NamedTuple):
+    entry: dict
+    reason: str
+    measured: Optional[Dict[str, dict]]  # per file name, for `auto`; None otherwise
+
+
+def arithmetic(entry: dict) -> str:
+    """'float32' when the file computes in float (fp32, weight-only int8), else 'int8'."""
+    declared = entry.get("arithmetic")
+    if declared:
+        return str(declared)
+    return "float32" if entry.get("precision") == "fp32" else "int8"
+
+
+def int8_arithmetic_refused(features: Optional[Dict[str, bool]] = None) -> Optional[str]:
+    """Why files with int8 arithmetic are not used on this CPU (None when they may be)."""
+    features = cpu.int8_features() if features is None else features
+    if features.get("sme") or features.get("sme2"):
+        return "this CPU has SME, whose int8 kernels gave wrong answers (issue 11)"
+    return None
+
+
+def cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "edge" / CACHE_NAME
+
+
+def _runtime(backend_kind: str) -> str:
+    versions = cpu.package_versions()
+    if backend_kind == "onnx":
+        return "onnxruntime " + versions.get("onnxruntime", versions.get("onnxruntime-gpu", "?"))
+    for name in ("ai-edge-litert", "tflite-runtime"):
+        if name in versions:
+            return f"{name} {versions[name]}"
+    return "tflite ?"
+
+
+def _cache_key(entry: dict, backend_kind: str, threads: int, fingerprint: str) -> str:
+    return f"{fingerprint}|{_runtime(backend_kind)}|{entry['sha256']}|t{threads}"
+
+
+def _load_cache(path: Path) -> Dict[str, dict]:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(doc, dict) or doc.get("version") != CACHE_VERSION:
+        return {}
+    return dict(doc.get("results", {}))
+
+
+def _save_cache(path: Path, results: Dict[str, dict]) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"version": CACHE_VERSION, "results": results}, indent=1, sort_keys=True))
+        os.replace(str(tmp), str(path))
+    except OSError:
+        pass  # a read-only home: measure again next time, never fail the start
+
+
+# ---------------------------------------------------------------- measuring
+def check_faces(manifest) -> np.ndarray:
+    """The bundled check faces as model inputs, float32 [N, 1, S, S], scaled exactly as
+    edge.features.face.preprocess_faces scales a crop."""
+    from edge.features.face import PIXEL_OFFSET, PIXEL_SCALE
+
+    out = np.load(str(manifest.folder / FACES_FILE)).astype(np.float32)[:, None]
+    out *= PIXEL_SCALE
+    out += PIXEL_OFFSET
+    return out
+
+
+def _face_outputs(backend, faces: np.ndarray) -> np.ndarray:
+    shape = backend.inputs[0].shape
+    return np.concatenate([backend.run(face.reshape(shape))[0].reshape(1, -1) for face in faces])
+
+
+def _tick_outputs(manifest, backend, sessions: np.ndarray) -> np.ndarray:
+    from edge.stream.severity import SeverityModel
+
+    state = manifest.data["state"]["shape"]
+    model = SeverityModel(backend, sessions.shape[2], tuple(state))
+    out = []
+    for features in sessions:
+        h, c = model.initial_state()
+        for row in features:
+            mu, _, h, c = model.run(row[None], h, c)
+            out.append(float(np.asarray(mu).reshape(-1)[-1]))
+    return np.asarray(out)
+
+
+def _timed(fn) -> float:
+    fn()
+    times = []
+    for _ in range(TIMED_CALLS):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000.0)
+
+
+def _face_call_ms(backend, face: np.ndarray) -> float:
+    x = face.reshape(backend.inputs[0].shape)
+    return _timed(lambda: backend.run(x))
+
+
+def _tick_call_ms(manifest, backend, sessions: np.ndarray) -> float:
+    from edge.stream.severity import SeverityModel
+
+    model = SeverityModel(backend, sessions.shape[2], tuple(manifest.data["state"]["shape"]))
+    h, c = model.initial_state()
+    return _timed(lambda: model.run(sessions[0][:1], h, c))
+
+
+def measure(manifest, backend_kind: str, threads: int = 1) -> Dict[str, dict]:
+    """Agreement with the backend's fp32 file and median latency (ms per call) of every
+    file of `backend_kind`, on the bundled check inputs, on this CPU."""
+    entries = [e for e in manifest.files if e["format"] == backend_kind]
+    reference = next((e for e in entries if e["precision"] == "fp32"), None)
+    if reference is None:
+        raise EdgeError(f"model {manifest.name} has no {backend_kind}/fp32 file to check the others against")
+    faces_path = manifest.folder / FACES_FILE
+    ticks_path = manifest.folder / TICKS_FILE
+    if faces_path.is_file():
+        inputs = check_faces(manifest)
+        run_all = _face_outputs
+        one_call = inputs[:1]
+    elif ticks_path.is_file():
+        inputs = np.load(str(ticks_path)).astype(np.float32)
+        run_all = lambda backend, x: _tick_outputs(manifest, backend, x)  # noqa: E731
+        one_call = None
+    else:
+        raise EdgeError(f"model {manifest.name} ships no check inputs ({FACES_FILE} or {TICKS_FILE}) "
+                        "for precision: auto; choose fp32 or int8 in the profile")
+    outputs, results = {}, {}
+    for entry in [reference] + [e for e in entries if e is not reference]:
+        backend = manifest.open(entry, threads=threads)
+        outputs[entry["file"]] = run_all(backend, inputs)
+        ms = _face_call_ms(backend, one_call[0]) if one_call is not None else _tick_call_ms(manifest, backend, inputs)
+        got, want = outputs[entry["file"]], outputs[reference["file"]]
+        if one_call is not None:
+            quality = {"top1_agreement": float(np.mean(got.argmax(1) == want.argmax(1))),
+                       "max_abs_prob_diff": float(np.max(np.abs(got - want)))}
+            ok = quality["top1_agreement"] >= TOP1_FLOOR and quality["max_abs_prob_diff"] < MAX_PROB_DIFF
+        else:
+            quality = {"max_abs_mu_diff": float(np.max(np.abs(got - want)))}
+            ok = quality["max_abs_mu_diff"] <= MAX_MU_DIFF
+        results[entry["file"]] = dict(quality, ms=round(ms, 4), meets_floor=bool(ok), n_inputs=int(len(inputs)),
+                                      precision=entry["precision"], arithmetic=arithmetic(entry))
+    return results
+
+
+# ---------------------------------------------------------------- choosing
+def resolve(manifest, backend: str, precision: str, threads: int = 1,
+            features: Optional[Dict[str, bool]] = None, use_cache: bool = True) -> Choice:
+    """The file entry to load for (backend, precision), with a short reason.
+
+    precision 'fp32' / 'int8': that file (an int8-arithmetic file is refused with one line on
+    an SME CPU). 'auto': the fastest file of `backend` meeting the floor on this CPU
+    (measured once, cached). EdgeError (one line) when nothing fits.
+    """
+    features = cpu.int8_features() if features is None else features
+    refused = int8_arithmetic_refused(features)
+    if precision != "auto":
+        entry = manifest.find_file(backend, precision)
+        if refused and arithmetic(entry) == "int8":
+            raise EdgeError(f"{entry['file']} computes in int8 and {refused}: use precision fp32 or auto")
+        return Choice(entry, f"{precision} as configured", None)
+    fingerprint = cpu.fingerprint(features)
+    entries = [e for e in manifest.files if e["format"] == backend]
+    if not entries:
+        raise EdgeError(f"model {manifest.name} has no {backend} file")
+    path = cache_path()
+    cache = _load_cache(path) if use_cache else {}
+    keys = {e["file"]: _cache_key(e, backend, threads, fingerprint) for e in entries}
+    if all(k in cache for k in keys.values()):
+        measured = {name: cache[key] for name, key in keys.items()}
+        source = "cached"
+    else:
+        measured = measure(manifest, backend, threads)
+        source = "measured"
+        if use_cache:
+            cache = _load_cache(path)
+            cache.update({keys[name]: result for name, result in measured.items() if name in keys})
+            _save_cache(path, cache)
+    usable: List[dict] = []
+    for entry in entries:
+        result = measured.get(entry["file"])
+        if result is None or not result["meets_floor"]:
+            continue
+        if refused and arithmetic(entry) == "int8":
+            continue
+        usable.append(entry)
+    if not usable:
+        raise EdgeError(f"no {backend} file of {manifest.name} agrees with its fp32 file on this CPU; "
+                        "this should not happen: report it with `edge doctor --json`")
+    best = min(usable, key=lambda e: measured[e["file"]]["ms"])
+    result = measured[best["file"]]
+    quality = (f"top-1 {result['top1_agreement']:.1%}" if "top1_agreement" in result
+               else f"max PHQ-8 diff {result['max_abs_mu_diff']:.3f}")
+    others = ", ".join(f"{name} {r['ms']:.3f} ms" for name, r in sorted(measured.items()) if name != best["file"])
+    reason = (f"auto: {best['precision']} {result['ms']:.3f} ms, {quality} vs fp32 on this CPU "
+              f"({source}, cpu {fingerprint}{'; ' + others if others else ''})")
+    return Choice(best, reason, measured)
+
+
+def resolve_file(manifest, backend: str, precision: str, threads: int = 1) -> dict:
+    """The manifest file entry to load (see `resolve`, which also gives the reason)."""
+    return resolve(manifest, backend, precision, threads).entry
