@@ -4,9 +4,11 @@ printed as saved is in it with a summary that parses, and no file is empty or tr
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -22,6 +24,24 @@ from faults_helpers import (
 )
 
 RUNS = 40
+
+
+def test_a_temporary_left_by_a_killed_writer_is_removed_by_the_next_session(tmp_path, capsys):
+    from edge.cli import main
+
+    prof = write_profile(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir(mode=0o700)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = out / f".20261130T000000Z-abcdef.json.{dead.pid}.tmp"
+    stale.write_text('{"session_id": "cut sh')
+    live = out / f".20261130T000000Z-fedcba.json.{os.getpid()}.tmp"  # a writer still at work
+    live.write_text("{")
+    assert main(["run", "--config", str(prof), "--video", DEMO_VIDEO, "--fast", "--duration", "0.3"]) == 0
+    assert not stale.exists() and live.exists()
+    live.unlink()
+    assert_no_partial_files(out)
 
 
 @pytest.mark.slow

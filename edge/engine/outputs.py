@@ -24,7 +24,7 @@ from edge.engine.results import SessionResult, Tick
 from edge.errors import EdgeError, first_line
 from edge.store import ResultStore
 from edge.store.features_file import SessionFeatureWriter
-from edge.store.files import open_private, private_dir, write_text_atomic
+from edge.store.files import open_private, private_dir, remove_stale_temporaries, write_text_atomic
 
 
 def _writable_dir(path: Path, what: str, create: bool) -> None:
@@ -60,6 +60,7 @@ class SessionWriter:
 
     def __init__(self, out, session_id: str, save_features: Optional[str] = None, context: float = 0.0):
         check_outputs(out, save_features)
+        remove_stale_temporaries(out.dir)  # a summary cut short by a crash left its temporary
         self.out = out
         self.session_id = session_id
         self.summary_path = Path(out.dir) / f"{session_id}.json"

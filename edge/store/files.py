@@ -10,6 +10,7 @@ OSError: never a truncated or empty file under the real name.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Callable, Union
 
@@ -85,3 +86,33 @@ def write_atomic(path: Union[str, Path], write: Callable, binary: bool = False) 
 
 def write_text_atomic(path: Union[str, Path], text: str) -> Path:
     return write_atomic(path, lambda f: f.write(text))
+
+
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$")  # write_atomic's names: .<name>.<pid>.tmp
+
+
+def remove_stale_temporaries(folder: Union[str, Path]) -> int:
+    """Delete write_atomic temporaries left in `folder` by a process that no longer runs
+    (a power cut or SIGKILL mid-write); the number removed. Live writers' files stay."""
+    removed = 0
+    try:
+        names = os.listdir(str(folder))
+    except OSError:
+        return 0
+    for name in names:
+        match = _TEMPORARY.match(name)
+        if match is None:
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+            continue  # its writer still runs
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError, ValueError):
+            continue  # another user's process, or not a pid: not ours to judge
+        try:
+            os.unlink(os.path.join(str(folder), name))
+            removed += 1
+        except OSError:
+            pass
+    return removed
