@@ -12,7 +12,7 @@ DEVICE_VENV ?= .venv-device
 DEVICE_PY := $(DEVICE_VENV)/bin/python
 DEVICE_STAMP := $(DEVICE_VENV)/.installed
 
-.PHONY: demo kiosk test lint models fer clean soak
+.PHONY: demo kiosk test lint models fer clean soak cpus
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -57,13 +57,27 @@ kiosk: $(DEVICE_STAMP)
 test: fer
 	@# The nightly tests start a real Mosquitto broker and make speech with espeak-ng + sox;
 	@# tests/test_deploy.py runs shellcheck and systemd-analyze (package systemd);
-	@# the kiosk page tests drive Debian's chromium (Playwright's own browser download is not used).
-	@missing=""; for p in mosquitto espeak-ng sox shellcheck systemd chromium chromium-driver sqlite3; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@# the kiosk page tests drive Debian's chromium (Playwright's own browser download is not used);
+	@# tests/test_other_cpus.py runs the models under QEMU (qemu-user) as other CPUs; its ARM cases
+	@# use an aarch64 root (debootstrap + wheels, about 1.5 min and 1 GB once, in .cache/cpus).
+	@missing=""; for p in mosquitto espeak-ng sox shellcheck systemd chromium chromium-driver sqlite3 qemu-user debootstrap; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
 	  else echo "the nightly and kiosk tests need:$$missing (sudo apt-get install$$missing); they skip without them" >&2; fi; \
 	fi
+	@$(PY) -m bench.cpus setup-arm >/dev/null || echo "no aarch64 root: the ARM cases of tests/test_other_cpus.py skip" >&2
 	$(PY) -m pytest -q
+
+# Answers of the shipped models on other CPUs under user-mode QEMU (issue 11): builds an
+# aarch64 Debian root + wheels in .cache/cpus (about 1 GB, once; then the ARM cases of
+# tests/test_other_cpus.py run too), then prints agreement per CPU model and file.
+cpus: $(STAMP)
+	@if ! dpkg -s qemu-user debootstrap >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq qemu-user debootstrap; \
+	  else echo "needs: sudo apt-get install qemu-user debootstrap" >&2; exit 1; fi; \
+	fi
+	$(PY) -m bench.cpus setup-arm
+	$(PY) -m bench.cpus
 
 # Long runs (not part of `make test`): one session on a looping file, RSS / fds / threads /
 # stage p99 over time to out/soak/soak_*.csv and .png. SOAK_MINUTES of real time, then

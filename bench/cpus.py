@@ -213,6 +213,15 @@ def compare(cpus: Sequence[str], count: Optional[int], models_dir: Path, log=pri
     return table
 
 
+def _pinned(requirements: Sequence[str]) -> List[str]:
+    """The host's onnxruntime and LiteRT versions for the emulated ARM too (same runtime code,
+    other CPU), so a difference is the CPU's."""
+    from edge.cpu import package_versions
+
+    host = package_versions()
+    return [f"{r}=={host[r]}" if r in ("onnxruntime", "ai-edge-litert") and r in host else r for r in requirements]
+
+
 def setup_arm(python_version: str = "3.11", suite: str = "bookworm") -> Path:
     """Debian aarch64 root (debootstrap, unpacked without a chroot) + aarch64 wheels for
     `python_version`, unzipped into one site-packages folder. pip never runs emulated."""
@@ -231,7 +240,7 @@ def setup_arm(python_version: str = "3.11", suite: str = "bookworm") -> Path:
     platforms = [arg for p in ARM_PLATFORMS for arg in ("--platform", p)]
     subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--python-version",
                     python_version, "--implementation", "cp", "--abi", abi, *platforms, "-d", str(wheels),
-                    *ARM_WHEELS], check=True)
+                    *_pinned(ARM_WHEELS)], check=True)
     site.mkdir(parents=True, exist_ok=True)
     import zipfile
 

@@ -148,6 +148,35 @@ def _peer_ratios(results: List[dict]) -> List[dict]:
     return out
 
 
+AUTO_PROFILE = ROOT / "firmware_configs" / "desktop.yaml"
+AUTO_TARGET_RATIO = 0.8  # issue 11: the auto pick at most 0.8x the fer TFLite's time (1 thread)
+
+
+def _auto_pick(models_dir: Optional[str], results: List[dict]) -> Optional[dict]:
+    """What `precision: auto` picks for the desktop profile's emotion model on this CPU (its
+    backend, one thread), and its p50 time relative to the peer's in this same run."""
+    if not AUTO_PROFILE.is_file():
+        return None
+    from edge.config import load_config
+    from edge.manifest import load_manifest
+    from edge.precision import resolve
+
+    emotion = load_config(str(AUTO_PROFILE)).models.emotion
+    manifest = load_manifest(emotion.name, models_dir)
+    choice = resolve(manifest, emotion.backend, "auto", threads=1)
+    entry = choice.entry
+    out = {"profile": AUTO_PROFILE.name, "model": emotion.name, "backend": entry["format"],
+           "precision": entry["precision"], "file": entry["file"], "reason": choice.reason,
+           "ours_p50_ms": None, "peer_p50_ms": None, "time_ratio": None, "target_ratio": AUTO_TARGET_RATIO}
+    ours = [r for r in results if r["role"] == "ours" and r["threads"] == 1 and "latency_ms" in r
+            and (r["model"], r["backend"], r["precision"]) == (emotion.name, entry["format"], entry["precision"])]
+    peer = [r for r in results if r["role"] == "peer" and r["threads"] == 1 and "latency_ms" in r]
+    if ours and peer:
+        out["ours_p50_ms"], out["peer_p50_ms"] = ours[0]["latency_ms"]["p50"], peer[0]["latency_ms"]["p50"]
+        out["time_ratio"] = out["ours_p50_ms"] / out["peer_p50_ms"]
+    return out
+
+
 def _run_flags(fp: dict) -> List[dict]:
     flags = []
     load = fp.get("load_average_1m")
@@ -205,6 +234,7 @@ def run(args) -> dict:
         "fingerprint": fp,
         "rows": results,
         "peer_ratios": _peer_ratios(results),
+        "auto_pick": None if args.streaming or args.pipeline else _auto_pick(args.models_dir, results),
         "streaming": streaming.summarize(results, args.window_seconds),
         "pipeline": pipeline,
         "flags": _run_flags(fp),

@@ -96,6 +96,7 @@ def text(doc: Dict) -> str:
     if cells:
         out.extend(_table(cells, HEADER))
     out.extend(_peer_lines(doc))
+    out.extend(_auto_lines(doc))
     out.extend(_streaming_lines(doc))
     if doc.get("pipeline"):
         from bench.pipeline import report_lines
@@ -126,6 +127,19 @@ def _peer_lines(doc: Dict) -> List[str]:
         noise = "noise unknown" if p["noise_pct"] is None else f"noise +/-{p['noise_pct']:.1f}%"
         out.append(f"  t{p['threads']}: {p['peer']} {fmt_ms(p['peer_p50_ms'])} ms / {p['ours']} "
                    f"{fmt_ms(p['ours_p50_ms'])} ms = {p['ratio']:.2f}x ({noise}; ours {p['verdict']})")
+    return out
+
+
+def _auto_lines(doc: Dict) -> List[str]:
+    auto = doc.get("auto_pick")
+    if not auto:
+        return []
+    out = ["", f"precision: auto for {auto['profile']} ({auto['model']} {auto['backend']}, 1 thread): "
+               f"{auto['file']} - {auto['reason']}"]
+    if auto.get("time_ratio") is not None:
+        verdict = "met" if auto["time_ratio"] <= auto["target_ratio"] else "NOT met"
+        out.append(f"  p50 {fmt_ms(auto['ours_p50_ms'])} ms = {auto['time_ratio']:.2f}x the peer's "
+                   f"{fmt_ms(auto['peer_p50_ms'])} ms (target <= {auto['target_ratio']}x: {verdict})")
     return out
 
 
@@ -165,7 +179,7 @@ def markdown(doc: Dict) -> str:
         out.extend("| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows)
     if doc.get("pipeline"):
         out.extend(_pipeline_markdown(doc["pipeline"]))
-    extra = _peer_lines(doc) + _streaming_lines(doc) + _flag_lines(doc)
+    extra = _peer_lines(doc) + _auto_lines(doc) + _streaming_lines(doc) + _flag_lines(doc)
     if extra:
         out.append("")
         out.extend(line.strip() and f"- {line.strip()}" for line in extra if line.strip())

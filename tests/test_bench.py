@@ -5,16 +5,11 @@ from __future__ import annotations
 import copy
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # bench/ is a folder of scripts, not an installed package
-    sys.path.insert(0, str(ROOT))
-
-from bench import fingerprint, latency, measure, report, schema, stats  # noqa: E402
+from bench import fingerprint, latency, measure, report, schema, stats
 
 TINY = ["--runs", "6", "--seconds", "0", "--warmup", "1", "--rounds", "2", "--threads", "1", "--quiet"]
 
@@ -237,3 +232,32 @@ def test_plot_draws_the_latency_distributions(tmp_path):
     _run(tmp_path, "plot", "--model", "mini_xception", "--backend", "onnx", "--no-peer", "--no-streaming",
          "--plot", str(png))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_script_runs_from_anywhere_and_reports_the_auto_pick(tmp_path):
+    """`python bench/latency.py` imports the installed package (no sys.path edits), and the
+    result says which file `precision: auto` picks for the desktop profile and its time
+    relative to the fer peer in the same run."""
+    import os
+    import subprocess
+    import sys
+
+    from bench import latency
+
+    script = latency.ROOT / "bench" / "latency.py"
+    assert "sys.path" not in script.read_text()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    out = tmp_path / "run.json"
+    proc = subprocess.run([sys.executable, str(script), "--model", "mini_xception", "--threads", "1", "--runs", "5",
+                           "--seconds", "0", "--warmup", "1", "--rounds", "1", "--no-streaming", "--quiet",
+                           "--json", str(out)], cwd=str(tmp_path), env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads(out.read_text())
+    auto = doc["auto_pick"]
+    assert auto["profile"] == "desktop.yaml" and auto["backend"] == "tflite"
+    assert auto["file"] in {r["file"] for r in doc["rows"] if r["role"] == "ours"}
+    assert "precision: auto for desktop.yaml" in proc.stdout
+    if any(r["role"] == "peer" for r in doc["rows"]):
+        assert auto["time_ratio"] == pytest.approx(auto["ours_p50_ms"] / auto["peer_p50_ms"])
