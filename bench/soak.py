@@ -32,8 +32,7 @@ from typing import Dict, List
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parent.parent  # the samples; `edge` is the installed package
 
 DEMO_VIDEO = ROOT / "edge" / "samples" / "demo_face.mp4"
 DEMO_WAV = ROOT / "edge" / "samples" / "demo_speech.wav"
