@@ -28,7 +28,9 @@ class EmotionClassifier:
         if backend not in BACKENDS:
             raise EdgeError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
         self.manifest = load_manifest(name, models_dir)
-        self.file = self.manifest.find_file(backend, precision)
+        from edge.precision import resolve  # precision: auto measures once per CPU (cached)
+
+        self.file = resolve(self.manifest, backend, precision, threads).entry
         self.backend = self.manifest.open(self.file, threads=threads, providers=providers)
         # The manifest says how faces are cut and scaled, and the order of the labels.
         contract = image_contract(self.manifest, layout="NCHW", color="gray")

@@ -30,7 +30,9 @@ def load_models(config, models_dir: Optional[str] = None):
     if not severity_cfg.enabled:
         return classifier, None, None
     manifest = load_manifest(severity_cfg.name, models_dir)
-    entry = manifest.find_file(severity_cfg.backend, severity_cfg.precision)
+    from edge.precision import resolve  # precision: auto measures once per CPU (cached)
+
+    entry = resolve(manifest, severity_cfg.backend, severity_cfg.precision, config.threads).entry
     stream = SeverityStream.from_file(manifest, entry, config.threads, severity_cfg.context,
                                       providers=severity_cfg.providers)
     return classifier, stream, manifest
