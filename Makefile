@@ -56,11 +56,11 @@ kiosk: $(DEVICE_STAMP)
 
 test: fer
 	@# The nightly tests start a real Mosquitto broker and make speech with espeak-ng + sox;
-	@# tests/test_deploy.py runs shellcheck and systemd-analyze (package systemd);
+	@# tests/test_deploy.py runs shellcheck, systemd-analyze (package systemd) and the kiosk browser on Xvfb;
 	@# the kiosk page tests drive Debian's chromium (Playwright's own browser download is not used);
 	@# tests/test_other_cpus.py runs the models under QEMU (qemu-user) as other CPUs; its ARM cases
 	@# use an aarch64 root (debootstrap + wheels, about 1.5 min and 1 GB once, in .cache/cpus).
-	@missing=""; for p in mosquitto espeak-ng sox shellcheck systemd chromium chromium-driver sqlite3 qemu-user debootstrap; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in mosquitto espeak-ng sox shellcheck systemd chromium chromium-driver sqlite3 qemu-user debootstrap xvfb x11-utils matchbox-window-manager; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
 	  else echo "the nightly and kiosk tests need:$$missing (sudo apt-get install$$missing); they skip without them" >&2; fi; \
