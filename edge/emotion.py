@@ -15,6 +15,7 @@ from edge.backends import BACKENDS
 from edge.errors import EdgeError
 from edge.features.face import Box, preprocess_faces, square_crop
 from edge.manifest import image_contract, load_manifest
+from edge.precision import resolve
 
 MODEL_NAME = "mini_xception"
 
@@ -23,14 +24,15 @@ class EmotionClassifier:
     def __init__(self, backend: str = "tflite", precision: str = "int8",
                  models_dir: Optional[str] = None, threads: int = 1, name: str = MODEL_NAME,
                  providers: Optional[Sequence[str]] = None):
-        """`name`: the model folder; `providers`: onnxruntime execution providers in order
-        of preference (absent ones fall back to the CPU)."""
+        """`name`: the model folder; `precision`: fp32, int8 or auto (edge.precision);
+        `providers`: onnxruntime execution providers in order of preference (absent ones
+        fall back to the CPU)."""
         if backend not in BACKENDS:
             raise EdgeError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
         self.manifest = load_manifest(name, models_dir)
-        from edge.precision import resolve  # precision: auto measures once per CPU (cached)
-
-        self.file = resolve(self.manifest, backend, precision, threads).entry
+        # precision "auto": the fastest file that agrees with fp32 on this CPU (measured once, cached)
+        choice = resolve(self.manifest, backend, precision, threads)
+        self.file, self.precision_reason = choice.entry, choice.reason
         self.backend = self.manifest.open(self.file, threads=threads, providers=providers)
         # The manifest says how faces are cut and scaled, and the order of the labels.
         contract = image_contract(self.manifest, layout="NCHW", color="gray")

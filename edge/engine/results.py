@@ -191,11 +191,12 @@ class ModelInfo:
     precision: Optional[str] = None
     backend: Optional[str] = None
     note: Optional[str] = None
+    chosen: Optional[str] = None  # why this file: "fp32 as configured", or what precision: auto measured
 
     def to_dict(self) -> Dict:
         return {k: v for k, v in (("name", self.name), ("file", self.file), ("sha256", self.sha256),
                                   ("precision", self.precision), ("backend", self.backend),
-                                  ("note", self.note)) if v is not None}
+                                  ("note", self.note), ("chosen", self.chosen)) if v is not None}
 
 
 @dataclass

@@ -163,7 +163,7 @@ class Screener:
         classifier = self.classifier
         models = {"emotion": ModelInfo(classifier.manifest.name, classifier.file["file"],
                                        classifier.file["sha256"][:12], classifier.file["precision"],
-                                       classifier.backend.description)}
+                                       classifier.backend.description, chosen=classifier.precision_reason)}
         detector = self.detector
         if hasattr(detector, "backend"):
             models["face_detector"] = ModelInfo(detector.name, detector.file["file"], detector.file["sha256"][:12],
@@ -174,7 +174,8 @@ class Screener:
             entry = self.severity.entry
             models["severity"] = ModelInfo(self.config.models.severity.name, entry["file"], entry["sha256"][:12],
                                            entry["precision"], self.severity.model.backend.description,
-                                           DEMO_WEIGHTS_NOTICE if self.demo_weights else None)
+                                           DEMO_WEIGHTS_NOTICE if self.demo_weights else None,
+                                           self.severity.precision_reason or None)
         return models
 
     # ----- lifetime ------------------------------------------------------------------

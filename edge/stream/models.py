@@ -5,6 +5,7 @@ from typing import Optional
 
 from edge.emotion import EmotionClassifier
 from edge.manifest import ModelManifest, load_manifest
+from edge.precision import resolve
 from edge.stream.severity import SeverityStream
 
 
@@ -30,9 +31,8 @@ def load_models(config, models_dir: Optional[str] = None):
     if not severity_cfg.enabled:
         return classifier, None, None
     manifest = load_manifest(severity_cfg.name, models_dir)
-    from edge.precision import resolve  # precision: auto measures once per CPU (cached)
-
-    entry = resolve(manifest, severity_cfg.backend, severity_cfg.precision, config.threads).entry
-    stream = SeverityStream.from_file(manifest, entry, config.threads, severity_cfg.context,
+    choice = resolve(manifest, severity_cfg.backend, severity_cfg.precision, config.threads)
+    stream = SeverityStream.from_file(manifest, choice.entry, config.threads, severity_cfg.context,
                                       providers=severity_cfg.providers)
+    stream.precision_reason = choice.reason
     return classifier, stream, manifest

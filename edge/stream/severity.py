@@ -167,6 +167,7 @@ class SeverityStream:
     def __init__(self, model: SeverityModel, demo_weights: bool = True):
         self.model = model
         self.entry: dict = {}  # the manifest's file entry, when opened from one
+        self.precision_reason = ""  # why this file (edge.precision), when a loader chose it
         self.note = DEMO_WEIGHTS_NOTICE if demo_weights else ""
         self.reset()
 
