@@ -65,7 +65,7 @@ def test_file_errors_are_one_line(tmp_path):
 
 
 def test_a_config_naming_a_missing_model_fails_in_one_line(tmp_path):
-    from edge.stream.models import load_models
+    from edge.engine.models import load_models
 
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump({"models": {"emotion": {"name": "no_such_model"}}}))
@@ -80,7 +80,7 @@ def test_a_config_naming_a_missing_model_fails_in_one_line(tmp_path):
 def test_absent_onnx_providers_fall_back_to_the_cpu(tmp_path):
     """A Jetson profile asks for TensorRT/CUDA; where onnxruntime lacks them the models still
     load, on the CPU, and the backend description says which providers really run."""
-    from edge.stream.models import load_models
+    from edge.engine.models import load_models
 
     wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     path = tmp_path / "jetson.yaml"

@@ -12,11 +12,11 @@ import yaml
 
 from edge.cli import main
 from edge.config import parse_config
+from edge.engine import Screener, ScreenerOptions
+from edge.engine.models import emotion_flops, severity_flops
+from edge.engine.outputs import SessionWriter
 from edge.features.tick import TICK_FEATURE_COUNT, read_session_features
 from edge.manifest import load_manifest
-from edge.engine import Screener, ScreenerOptions
-from edge.engine.outputs import SessionWriter
-from edge.stream.models import emotion_flops, severity_flops
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_VIDEO = str(ROOT / "edge" / "samples" / "demo_face.mp4")

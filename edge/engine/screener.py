@@ -28,12 +28,12 @@ from typing import Callable, Dict, Optional
 from edge import DEMO_WEIGHTS_NOTICE
 from edge.config import Section, load_config
 from edge.engine.memory import bound_malloc_arenas
+from edge.engine.models import emotion_flops, load_models, severity_flops
 from edge.engine.results import ModelInfo, Tick
 from edge.engine.session import Session
 from edge.errors import EdgeError
 from edge.features.detectors import open_face_detector
 from edge.stream.faces import FaceTracker
-from edge.stream.models import emotion_flops, load_models, severity_flops
 from edge.telemetry import LatencySamples, MetricsServer, StageTimer
 
 
