@@ -125,11 +125,11 @@ SCHEMA: Dict[str, Union[dict, _Leaf]] = {
         },
     },
     "screen": {
-        "vote_frames": (_INT, 1200, _positive),  # the paper's first 1200 analysed face frames
-        "min_vote_frames": (_INT, 30, _positive),  # fewer face frames: the vote abstains
+        "vote_frames": (_INT, 1200, _between(3, 100000)),  # the paper's first 1200 analysed face frames
+        "min_vote_frames": (_INT, 30, _between(1, 100000)),  # fewer face frames: the vote abstains
         "min_face_share": (_NUM, 0.3, _share),  # share of analysed frames with a face
         "min_voiced_share": (_NUM, 0.05, _share),  # share of audio frames with voice
-        "min_ticks": (_INT, 30, _positive),  # PHQ-8 estimate needs this many 100 ms ticks
+        "min_ticks": (_INT, 30, _between(1, 864000)),  # PHQ-8 estimate needs this many 100 ms ticks
     },
     "output": {
         "dir": (_STR, "out", _not_empty),  # summary JSON (and tick JSON lines) go here
@@ -139,7 +139,8 @@ SCHEMA: Dict[str, Union[dict, _Leaf]] = {
     },
     "telemetry": {
         "http_port": (_OPT_INT, None, _port),  # /metrics on 127.0.0.1; null: off; 0: any port
-        "http_host": (_STR, "127.0.0.1", _not_empty),
+        "http_host": (_STR, "127.0.0.1", _not_empty),  # anything but loopback needs `token`
+        "token": (_OPT_STR, None, None),  # required by /metrics requests when http_host is not loopback
     },
     # `edge kiosk`: the local screening page (edge/apps/kiosk).
     "kiosk": {
@@ -183,6 +184,18 @@ SCHEMA: Dict[str, Union[dict, _Leaf]] = {
         "timeout_s": (_NUM, 10, _between(0.1, 300)),
     },
 }
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost (a server there is reachable from this machine only)."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Section:
@@ -240,6 +253,10 @@ def parse_config(data: Any, origin: str = "config") -> Section:
     rates = config.audio.device_rates_hz
     if not rates or not all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in rates):
         raise EdgeError(f"{origin}: key 'audio.device_rates_hz' must be a list of positive integers, got {rates!r}")
+    tel = config.telemetry
+    if tel.http_port is not None and not is_loopback(tel.http_host) and not tel.token:
+        raise EdgeError(f"{origin}: key 'telemetry.token' must be set when telemetry.http_host is not loopback "
+                        f"({tel.http_host!r}): /metrics is then reachable from the network")
     screen = config.screen
     if not 1 <= screen.min_vote_frames <= screen.vote_frames:
         raise EdgeError(f"{origin}: key 'screen.min_vote_frames' must be between 1 and screen.vote_frames "
@@ -257,7 +274,11 @@ def load_config(path: Optional[str]) -> Section:
     if not file.is_file():
         raise EdgeError(f"config {path} does not exist; see firmware_configs/ for the profiles")
     try:
-        data = yaml.safe_load(file.read_text())
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise EdgeError(f"config {path} is not a text (UTF-8) file; give a YAML profile") from None
     except (OSError, yaml.YAMLError) as exc:
         raise EdgeError(f"config {path} is not valid YAML: {first_line(exc)}") from None
+    if data is None:  # an empty file would silently run on the defaults: say so instead
+        raise EdgeError(f"config {path} is empty; copy a profile from firmware_configs/ or omit --config")
     return parse_config(data, str(path))

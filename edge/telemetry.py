@@ -260,19 +260,40 @@ class MetricsServer:
     Binds 127.0.0.1 by default; port 0 picks a free port (see `.port`).
     """
 
-    def __init__(self, screener, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, screener, host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None):
+        import hmac
         import json
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import parse_qs, urlsplit
 
         from prometheus_client import CONTENT_TYPE_LATEST
 
+        from edge.config import is_loopback
+        from edge.errors import EdgeError
+
+        if not is_loopback(host) and not token:
+            raise EdgeError(f"/metrics on {host} (not loopback) needs telemetry.token; "
+                            "or serve it on 127.0.0.1")
+
+        def authorised(handler) -> bool:
+            if not token:
+                return True
+            header = handler.headers.get("Authorization", "")
+            given = header[7:] if header.startswith("Bearer ") else \
+                (parse_qs(urlsplit(handler.path).query).get("token") or [""])[0]
+            return hmac.compare_digest(given.encode(), token.encode())
+
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                if self.path == "/metrics":
+                if not authorised(self):
+                    self.send_error(401, "this endpoint needs its token (Authorization: Bearer ...)")
+                    return
+                path = urlsplit(self.path).path
+                if path == "/metrics":
                     body = prometheus_text(screener).encode()
                     kind = CONTENT_TYPE_LATEST
-                elif self.path == "/metrics.json":
+                elif path == "/metrics.json":
                     body = json.dumps(screener.live_snapshot()).encode()
                     kind = "application/json"
                 else:
@@ -290,8 +311,6 @@ class MetricsServer:
         try:
             self.server = ThreadingHTTPServer((host, port), Handler)
         except (OSError, OverflowError) as exc:
-            from edge.errors import EdgeError
-
             raise EdgeError(f"cannot serve /metrics on {host}:{port}: {getattr(exc, 'strerror', None) or exc}; "
                             "change telemetry.http_port") from None
         self.server.daemon_threads = True

@@ -155,14 +155,32 @@ def test_a_kiosk_on_a_network_address_needs_a_token():
         server_module.KioskServer(None, "0.0.0.0", 0, None, None)
 
 
-@pytest.mark.xfail(strict=True, reason="telemetry has no token key: /metrics on a network address is open "
-                                       "(edge/config.py + edge/telemetry.py; see the issue note)")
 def test_metrics_on_a_network_address_needs_a_token(tmp_path, capsys):
     from edge.cli import main
 
     prof = write_profile(tmp_path, telemetry={"http_host": "0.0.0.0", "http_port": 0})
     code = main(["run", "--config", str(prof), "--video", DEMO_VIDEO, "--fast", "--duration", "0.3"])
-    assert code == 2 and "token" in capsys.readouterr().err
+    assert code == 2 and "telemetry.token" in capsys.readouterr().err
+
+
+def test_a_metrics_token_is_required_when_set():
+    import urllib.error
+    import urllib.request
+
+    from edge.engine import Screener, ScreenerOptions
+
+    screener = Screener(ScreenerOptions(parse_config({"output": {"database": None}})))
+    server = screener.serve_metrics("127.0.0.1", 0, token="s3cret")
+    url = f"http://127.0.0.1:{server.port}/metrics"
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url, timeout=5)
+        assert refused.value.code == 401
+        request = urllib.request.Request(url, headers={"Authorization": "Bearer s3cret"})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert b"edge_ticks_total" in response.read()
+    finally:
+        server.close()
 
 
 def test_no_raw_media_is_stored_unless_asked(tmp_path):

@@ -150,7 +150,7 @@ def run(args) -> int:
         screener = Screener.create_from_options(options)
         source_run = screener.run(video, audio, fast=args.fast, duration_s=args.duration)
         tel = config.telemetry
-        metrics = None if tel.http_port is None else screener.serve_metrics(tel.http_host, tel.http_port)
+        metrics = None if tel.http_port is None else screener.serve_metrics(tel.http_host, tel.http_port, tel.token)
         writer = SessionWriter(config.output, source_run.session_id, args.save_features,
                                config.models.severity.context)
         ticks = iter(source_run)
@@ -170,12 +170,13 @@ def run(args) -> int:
                 metrics.close()
             result = source_run.result
             if result is not None:
+                if signals.received > 1:
+                    result.warnings.append(f"{signals.received - 1} more stop signal(s) ignored while the "
+                                           "session closed")
                 media = (source_run.session.engine.media_crops, source_run.session.engine.media_audio)
                 lost = writer.close(result, media)
         if result is None:  # interrupted before the session started: nothing to keep
             raise KeyboardInterrupt
-        if signals.received > 1:
-            result.warnings.append(f"{signals.received - 1} more stop signal(s) ignored while the session was saved")
         summary = result.to_dict()
         if lost:
             summary["not_saved"] = lost  # the headline and the JSON never read as a saved session

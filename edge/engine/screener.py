@@ -152,10 +152,11 @@ class Screener:
             return active.telemetry.snapshot()
         return self.last_result.timings if self.last_result is not None else {}
 
-    def serve_metrics(self, host: str = "127.0.0.1", port: int = 0) -> MetricsServer:
+    def serve_metrics(self, host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None) -> MetricsServer:
         """Serve /metrics (Prometheus) and /metrics.json for every session of this Screener;
-        close() the server when done. Port 0 picks a free port (`.port`)."""
-        return MetricsServer(self, host, port)
+        close() the server when done. Port 0 picks a free port (`.port`). A host that is not
+        loopback needs a token (sent as `Authorization: Bearer ...`)."""
+        return MetricsServer(self, host, port, token)
 
     # ----- what ran ------------------------------------------------------------------
     def model_info(self) -> Dict[str, ModelInfo]:

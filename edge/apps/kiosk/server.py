@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import errno
 import hmac
-import ipaddress
 import json
 import resource
 import socket
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Dict, Optional
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from edge.config import is_loopback
 from edge.errors import EdgeError
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -43,15 +43,6 @@ COOKIE = "kiosk_token"
 SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
                     ("Content-Security-Policy", "default-src 'self'; img-src 'self'; frame-ancestors 'none'"),
                     ("Cache-Control", "no-store"))
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def load_page(static_dir: Path = STATIC_DIR) -> Dict[str, bytes]:
