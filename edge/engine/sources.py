@@ -106,9 +106,13 @@ class SourceRun:
             except KeyboardInterrupt:
                 reason = "interrupted"
             self._stop_readers()
+            if self._camera_away():  # a live camera gone at the end: its last ticks close without it
+                yield from self.session.advance_video(self._end_s() - 1e-6)  # the tick that ends there, not after
             yield from self.session.close_ticks()  # the last ticks go to the caller too
             self._close(reason, complete)
             closed = True
+        except KeyboardInterrupt:  # while the last ticks closed: still an interrupted session
+            reason, complete = "interrupted", False
         except GeneratorExit:  # the caller stopped iterating: keep what ran
             reason = self._stop_reason or "stopped by the caller"
             raise
@@ -203,6 +207,16 @@ class SourceRun:
         if self.duration_s is not None and reached >= self.duration_s - TICK_S:
             return "duration reached"
         return "sources ended"
+
+    def _camera_away(self) -> bool:
+        session = self.session
+        return (self.video_source is not None and self.video_source.live and not session.engine.video_done
+                and session.engine.video_ticks < int(self._end_s() * 10))
+
+    def _end_s(self) -> float:
+        """Where a live session ends in media time: now, or --duration if that came first."""
+        now = self.clock.now_s()
+        return now if self.duration_s is None else min(now, self.duration_s)
 
     # ----- finishing -----------------------------------------------------------------
     def _reader_counters(self):
