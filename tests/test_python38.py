@@ -13,7 +13,10 @@ import pytest
 
 from tests.conftest import ROOT, SAMPLE_IMAGE
 
-DEVICE_PACKAGES = ["numpy", "opencv-python-headless<5", "onnxruntime", "tflite-runtime", "PyYAML"]
+# The Jetson Nano's set on Python 3.8 (deploy/constraints/jetson_nano.txt): the exact interpreter
+# versions matter, int8 kernels and op support differ between tflite-runtime builds.
+DEVICE_PACKAGES = ["numpy==1.24.4", "opencv-python-headless<5", "onnxruntime==1.19.2", "tflite-runtime==2.13.0",
+                   "PyYAML", "prometheus_client==0.21.1"]
 VENV = ROOT / ".cache" / "py38-device"
 
 
@@ -33,7 +36,8 @@ def py38():
     if interpreter is None:
         pytest.skip("no Python 3.8 interpreter on this machine")
     python = VENV / "bin" / "python"
-    if not (VENV / ".ready").exists():
+    ready = VENV / ".ready"
+    if not ready.exists() or ready.read_text() != "\n".join(DEVICE_PACKAGES):
         subprocess.run([interpreter, "-m", "venv", "--clear", str(VENV)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", *DEVICE_PACKAGES], check=True, timeout=600)
         (VENV / ".ready").write_text("\n".join(DEVICE_PACKAGES))
