@@ -18,83 +18,22 @@ import os
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
 
+from bench.soak import DEMO_VIDEO, DEMO_WAV, LoopingCapture, looping_wav, process_figures
+
 ROOT = Path(__file__).resolve().parent.parent
-DEMO_VIDEO = ROOT / "edge" / "samples" / "demo_face.mp4"
-DEMO_WAV = ROOT / "edge" / "samples" / "demo_speech.wav"
 
 
 def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
-
-
-class LoopingCapture:
-    """cv2.VideoCapture over one file, played `loops` times back to back (what a looped
-    file gives, without writing hours of video to disk)."""
-
-    def __init__(self, path: str, loops: int):
-        import cv2
-
-        self._cv2 = cv2
-        self.path = path
-        self.loops_left = loops
-        self.capture = cv2.VideoCapture(path)
-        self.frames = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        self.total = self.frames * loops
-
-    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's names
-        return self.capture.isOpened()
-
-    def get(self, prop):
-        if prop == self._cv2.CAP_PROP_FRAME_COUNT:
-            return self.total
-        return self.capture.get(prop)
-
-    def _next(self, call):
-        result = call()
-        ok = result if isinstance(result, bool) else result[0]
-        if not ok and self.loops_left > 1:
-            self.loops_left -= 1
-            self.capture.release()
-            self.capture = self._cv2.VideoCapture(self.path)
-            result = call()
-        return result
-
-    def grab(self) -> bool:
-        return self._next(lambda: self.capture.grab())
-
-    def retrieve(self):
-        return self.capture.retrieve()
-
-    def read(self):
-        return self._next(lambda: self.capture.read())
-
-    def release(self) -> None:
-        self.capture.release()
-
-
-def looped_wav(target: Path, loops: int) -> Path:
-    with wave.open(str(DEMO_WAV), "rb") as f:
-        params = f.getparams()
-        data = f.readframes(f.getnframes())
-    with wave.open(str(target), "wb") as f:
-        f.setparams(params)
-        for _ in range(loops):
-            f.writeframes(data)
-    return target
+    return process_figures()["rss_mb"]
 
 
 def long_session(screener, hours: float, work: Path) -> dict:
     loops = max(1, int(round(hours * 3600 / 5.0)))  # the sample is 5 s
-    wav = looped_wav(work / "long.wav", loops)
+    wav = looping_wav(work / "long.wav", loops * 5.0)
     samples = []
     started = time.perf_counter()
 
