@@ -22,14 +22,6 @@ FREQ_CHANGE_PCT = 10.0
 STEAL_PCT = 5.0
 
 
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path) as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
 def _command(cmd: List[str], timeout_s: float = 5.0) -> Optional[str]:
     if shutil.which(cmd[0]) is None:
         return None
@@ -47,9 +39,9 @@ package_versions = cpu.package_versions
 
 def _cpufreq() -> Dict[str, Optional[object]]:
     base = "/sys/devices/system/cpu/cpu0/cpufreq/"
-    khz = [_read(base + name) for name in ("cpuinfo_min_freq", "cpuinfo_max_freq")]
+    khz = [cpu.read_sys_file(base + name) for name in ("cpuinfo_min_freq", "cpuinfo_max_freq")]
     return {
-        "governor": _read(base + "scaling_governor"),
+        "governor": cpu.read_sys_file(base + "scaling_governor"),
         "min_mhz": int(khz[0]) // 1000 if khz[0] else None,
         "max_mhz": int(khz[1]) // 1000 if khz[1] else None,
     }
@@ -86,12 +78,12 @@ def collect() -> Dict[str, object]:
 def _cpu_mhz() -> List[float]:
     found = []
     for path in sorted(glob.glob("/sys/devices/system/cpu/cpu[0-9]*/cpufreq/scaling_cur_freq")):
-        value = _read(path)
+        value = cpu.read_sys_file(path)
         if value and value.isdigit():
             found.append(int(value) / 1000.0)
     if found:
         return found
-    for line in (_read("/proc/cpuinfo") or "").splitlines():
+    for line in (cpu.read_sys_file("/proc/cpuinfo") or "").splitlines():
         if line.startswith("cpu MHz"):
             found.append(float(line.split(":")[1]))
     return found
@@ -100,7 +92,7 @@ def _cpu_mhz() -> List[float]:
 def _throttle_count() -> Optional[int]:
     # Intel's per-core thermal throttling counters (absent on ARM and in most VMs).
     paths = glob.glob("/sys/devices/system/cpu/cpu[0-9]*/thermal_throttle/core_throttle_count")
-    values = [_read(p) for p in paths]
+    values = [cpu.read_sys_file(p) for p in paths]
     values = [int(v) for v in values if v and v.isdigit()]
     return sum(values) if values else None
 
@@ -116,7 +108,7 @@ def _pi_throttled() -> Optional[int]:
 
 
 def _steal_and_total() -> Optional[List[int]]:
-    first = (_read("/proc/stat") or "").splitlines()[:1]
+    first = (cpu.read_sys_file("/proc/stat") or "").splitlines()[:1]
     if not first or not first[0].startswith("cpu "):
         return None
     fields = [int(v) for v in first[0].split()[1:]]
@@ -127,7 +119,7 @@ def _steal_and_total() -> Optional[List[int]]:
 def _max_temp_c() -> Optional[float]:
     temps = []
     for path in glob.glob("/sys/class/thermal/thermal_zone*/temp"):
-        value = _read(path)
+        value = cpu.read_sys_file(path)
         if value and value.lstrip("-").isdigit():
             temps.append(int(value) / 1000.0)
     return max(temps) if temps else None

@@ -38,7 +38,7 @@ _NUMPY_X86 = {"sse4_2": "SSE42", "avx": "AVX", "avx2": "AVX2", "fma": "FMA3", "a
               "avx512bw": "AVX512BW", "avx512_vnni": "AVX512VNNI"}
 
 
-def _read(path: str) -> Optional[str]:
+def read_sys_file(path: str) -> Optional[str]:
     try:
         with open(path) as f:
             return f.read().strip()
@@ -65,7 +65,7 @@ def _numpy_features() -> Dict[str, bool]:
 
 
 def _cpuinfo_flags() -> List[str]:
-    for line in (_read("/proc/cpuinfo") or "").splitlines():
+    for line in (read_sys_file("/proc/cpuinfo") or "").splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("flags", "Features"):
             return value.split()
@@ -145,9 +145,9 @@ def int8_summary(features: Optional[Dict[str, bool]] = None) -> str:
 
 def cpu_model() -> str:
     """Board and CPU name: Pi and Jetson name the board in the device tree, x86 the CPU."""
-    board = _read("/proc/device-tree/model")
+    board = read_sys_file("/proc/device-tree/model")
     name = None
-    for line in (_read("/proc/cpuinfo") or "").splitlines():
+    for line in (read_sys_file("/proc/cpuinfo") or "").splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("model name", "Hardware", "cpu model", "Processor") and value.strip():
             name = value.strip()
@@ -165,7 +165,7 @@ def usable_cores() -> int:
 
 def memory_mb() -> Dict[str, Optional[int]]:
     found: Dict[str, Optional[int]] = {"total_mb": None, "available_mb": None}
-    for line in (_read("/proc/meminfo") or "").splitlines():
+    for line in (read_sys_file("/proc/meminfo") or "").splitlines():
         key, _, value = line.partition(":")
         if key in ("MemTotal", "MemAvailable"):
             found["total_mb" if key == "MemTotal" else "available_mb"] = int(value.split()[0]) // 1024
@@ -173,7 +173,7 @@ def memory_mb() -> Dict[str, Optional[int]]:
 
 
 def os_name() -> str:
-    for line in (_read("/etc/os-release") or "").splitlines():
+    for line in (read_sys_file("/etc/os-release") or "").splitlines():
         if line.startswith("PRETTY_NAME="):
             return line.split("=", 1)[1].strip('"')
     return platform.platform()
@@ -210,7 +210,7 @@ def describe_machine() -> Dict[str, object]:
         "machine": architecture(),
         "cores": os.cpu_count(),
         "usable_cores": usable_cores(),
-        "virtualized": "hypervisor" in (_read("/proc/cpuinfo") or ""),
+        "virtualized": "hypervisor" in (read_sys_file("/proc/cpuinfo") or ""),
         "int8_features": features,
         "cpu_fingerprint": fingerprint(features, model),
         "memory_mb": memory["total_mb"],
