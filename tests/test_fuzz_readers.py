@@ -155,9 +155,11 @@ def test_broken_and_odd_images_through_edge_face(tmp_path, kind):
     # The child is capped at 3 GB of address space (a decoder that wants gigabytes fails
     # here, not the machine) and reports its peak RSS: a broken file must stay small.
     peak = tmp_path / "peak_kb"
-    code = ("import atexit, resource, sys; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)); "
+    # VmHWM, not ru_maxrss: on Linux ru_maxrss survives exec, so the child would report the
+    # peak of the pytest process that started it (hundreds of MB once torch is loaded).
+    code = ("import atexit, re, resource, sys; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)); "
             f"atexit.register(lambda: open({str(peak)!r}, 'w').write("
-            "str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))); "
+            "re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))); "
             "from edge.cli import main; sys.exit(main(sys.argv[1:]))")
     proc = subprocess.run([sys.executable, "-c", code, "face", str(path), "--json"], cwd=str(ROOT),
                           capture_output=True, text=True, timeout=120)
