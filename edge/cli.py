@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_command("nightly"))
 
     p = sub.add_parser("doctor", parents=[common], help="what this device has: backends, threads, OpenCV, versions")
+    p.add_argument("--config", metavar="PROFILE.yaml", help="device profile: which model file each of its models "
+                   "would load on this CPU (default: the built-in defaults)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_command("doctor"))
 

