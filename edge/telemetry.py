@@ -35,7 +35,8 @@ class LatencySamples:
         if self.count == len(self._window) < self.capacity:
             self._window = np.concatenate([self._window, np.zeros(min(len(self._window), self.capacity
                                                                         - len(self._window)), np.float32)])
-        self._window[self.count % len(self._window)] = ms
+        if self.capacity:  # capacity 0: counts, totals and buckets only (a process-wide histogram)
+            self._window[self.count % len(self._window)] = ms
         self.count += 1
         self.total += ms
         self.max = max(self.max, ms)
@@ -55,9 +56,10 @@ class StageTimer:
     """Collects wall-clock durations (ms) per named stage. A session's timer forwards
     each sample to its parent (the Screener's, which spans every session: /metrics)."""
 
-    def __init__(self, parent: Optional[StageTimer] = None) -> None:
+    def __init__(self, parent: Optional[StageTimer] = None, window: int = 16384) -> None:
         self.samples_ms: Dict[str, LatencySamples] = {}
         self.parent = parent
+        self.window = window  # samples kept per stage for percentiles (0: none, buckets only)
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -71,7 +73,7 @@ class StageTimer:
         samples = self.samples_ms.get(name)
         if samples is None:
             parent = None if self.parent is None else self.parent.stage_samples(name)
-            samples = self.samples_ms[name] = LatencySamples(parent=parent)
+            samples = self.samples_ms[name] = LatencySamples(self.window, parent)
         samples.append(ms)
 
     def stage_samples(self, name: str) -> LatencySamples:
@@ -79,7 +81,7 @@ class StageTimer:
         samples = self.samples_ms.get(name)
         if samples is None:
             parent = None if self.parent is None else self.parent.stage_samples(name)
-            samples = self.samples_ms[name] = LatencySamples(parent=parent)
+            samples = self.samples_ms[name] = LatencySamples(self.window, parent)
         return samples
 
     def summary(self) -> Dict[str, Dict[str, float]]:

@@ -65,8 +65,10 @@ class Screener:
         self.config = config
         if options.bound_malloc_arenas:
             bound_malloc_arenas()
-        self.timer = StageTimer()  # every session's stages, for /metrics
-        self.frame_ages_ms = LatencySamples()  # every session's frame ages, for /metrics
+        # Every session's stages and frame ages, for /metrics: exact histograms, no percentile
+        # windows (each session keeps its own), so nothing here grows with the sessions run.
+        self.timer = StageTimer(window=0)
+        self.frame_ages_ms = LatencySamples(capacity=0)
         self.last_result = None
         self.sessions_started = 0
         self.totals: Dict[str, float] = {}  # counters summed over finished sessions
