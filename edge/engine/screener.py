@@ -16,7 +16,9 @@
 
 One session runs at a time (the models keep no per-session state but the LSTM-MoE's
 carried (h, c) and the face tracker, both reset when a session starts). Everything
-heavy happens in `create_from_options`, so a session starts in milliseconds.
+heavy happens in `create_from_options`, so a session starts in milliseconds. A program
+that runs sessions for months calls `edge.engine.memory.release_memory()` between them,
+when nothing waits (the kiosk does, once the result is on screen): RSS then stays flat.
 """
 from __future__ import annotations
 
