@@ -134,7 +134,9 @@ class StopSignals:
 
     def __exit__(self, *exc) -> None:
         for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
+            # After a stop request the process is on its way out: a late signal must not raise
+            # in the interpreter's teardown (a traceback from a finaliser), so it is ignored.
+            signal.signal(sig, signal.SIG_IGN if self.received else previous)
 
 
 def run(args) -> int:

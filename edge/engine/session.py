@@ -212,6 +212,8 @@ class Session:
 
     def close_ticks(self) -> List[Tick]:
         """End both streams and close every remaining tick (finish() does it too)."""
+        if self.engine.video_done and self.engine.audio_done:
+            return []  # already closed
         started = time.perf_counter()
         ticks = self._emit(self.engine.finish())
         self.timer.add("finish_ms", (time.perf_counter() - started) * 1000.0)
