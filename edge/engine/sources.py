@@ -211,7 +211,7 @@ class SourceRun:
     def _camera_away(self) -> bool:
         session = self.session
         return (self.video_source is not None and self.video_source.live and not session.engine.video_done
-                and session.engine.video_ticks < int(self._end_s() * 10))
+                and session.engine.video_ticks < int(self._end_s() / TICK_S))
 
     def _end_s(self) -> float:
         """Where a live session ends in media time: now, or --duration if that came first."""
