@@ -70,7 +70,7 @@ def answers(inputs_npz: str, out_npz: str, files: Sequence[str]) -> None:
 
 
 def _stream_mu(backend, sessions: np.ndarray) -> np.ndarray:
-    from edge.stream.severity import SeverityModel, io_order
+    from edge.models.severity import SeverityModel, io_order
 
     state = backend.inputs[io_order(backend.inputs, range(len(backend.inputs)))[2]].shape
     model = SeverityModel(backend, sessions.shape[2], tuple(abs(int(s)) for s in state))

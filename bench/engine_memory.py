@@ -101,11 +101,9 @@ def main(argv=None) -> int:
                         help="collect and trim freed memory after each session, as the kiosk does")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args(argv)
-    from edge.config import load_config
-    from edge.engine import Screener, ScreenerOptions
+    from edge import Screener, ScreenerOptions, load_config, updated
 
-    config = load_config(args.config)
-    config.output.database = None
+    config = updated(load_config(args.config).engine, {"output.database": None})
     started = time.perf_counter()
     screener = Screener(ScreenerOptions(config))
     report = {"machine": os.uname().machine, "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC"),

@@ -175,7 +175,7 @@ def bench_video(work: Path, seconds: float) -> Dict:
 from pathlib import Path
 from edge.apps.nightly.inbox import Recording
 from edge.apps.nightly.process import process_recording
-from edge.engine.screener import Screener
+from edge.engine.screener import Screener, ScreenerOptions
 import edge.engine.sources as sources
 if {all_frames}:
     class AllFrames(sources.VideoReader):  # every frame decoded (read()), as before the change
@@ -183,7 +183,7 @@ if {all_frames}:
             k["analysis_fps"] = None
             super().__init__(*a, **k)
     sources.VideoReader = AllFrames
-screener = Screener.from_profile({profile!r})
+screener = Screener(ScreenerOptions.from_profile({profile!r}))
 rec = Recording("p01/x.wav", Path({wav!r}), "p01", "2026-11-30T08:00:00", "2026-11-30", 0, Path({video!r}))
 t, cpu = time.perf_counter(), time.process_time()
 done = process_recording(screener, rec, Path({out!r}))

@@ -14,7 +14,7 @@ from bench.measure import Row, Runner
 from bench.stats import ratio_with_noise
 from bench.targets import TICK_MODEL, model_flops
 from edge.manifest import load_manifest
-from edge.stream.severity import SeverityStream
+from edge.models.severity import SeverityStream
 
 TICKS_PER_SECOND = 10
 WINDOW_MIN_RUNS = 10

@@ -20,7 +20,7 @@ from bench.measure import Row, Runner
 from edge.backends import open_backend
 from edge.errors import EdgeError
 from edge.manifest import ModelManifest, list_manifests, sha256_of
-from edge.stream.severity import SeverityModel, io_order
+from edge.models.severity import SeverityModel, io_order
 
 FACE_MODEL = "mini_xception"
 TICK_MODEL = "lstm_moe"

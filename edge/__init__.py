@@ -14,17 +14,39 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 SCREENING_DISCLAIMER = "Screening aid only, not a diagnosis."
 DEMO_WEIGHTS_NOTICE = "demo weights, not for screening"
 
-# The public API (edge.engine), imported on first use so that `import edge` stays light
-# for the CLI's quick commands (PEP 562).
-__all__ = ["DEMO_WEIGHTS_NOTICE", "SCREENING_DISCLAIMER", "Screener", "ScreenerOptions", "Session",
-           "SessionResult", "SourceRun", "Tick"]
-_API = ("Screener", "ScreenerOptions", "Session", "SessionResult", "SourceRun", "Tick", "VoteResult", "PHQ8Result",
-        "DataQuality", "ModelInfo", "RunningEstimate")
+# The public API, imported on first use so that `import edge` stays light for the CLI's
+# quick commands (PEP 562). Applications (edge/apps: run, kiosk, nightly) use these names
+# only, never a module behind them (tests/test_public_api.py checks it).
+_PUBLIC = {
+    # the engine: models loaded once, sessions, typed results, where results go
+    "Screener": "edge.engine", "ScreenerOptions": "edge.engine", "Session": "edge.engine",
+    "SourceRun": "edge.engine", "SourceProbe": "edge.engine", "StreamProbe": "edge.engine",
+    "Tick": "edge.engine", "SessionResult": "edge.engine", "VoteResult": "edge.engine",
+    "PHQ8Result": "edge.engine", "DataQuality": "edge.engine", "ModelInfo": "edge.engine",
+    "RunningEstimate": "edge.engine", "SessionMedia": "edge.engine", "StopKind": "edge.engine",
+    "StopReason": "edge.engine", "SessionWriter": "edge.engine", "check_outputs": "edge.engine",
+    "release_memory": "edge.engine", "probe_sources": "edge.engine",
+    # profiles (frozen, typed) and errors
+    "load_config": "edge.config", "Profile": "edge.config", "EngineConfig": "edge.config",
+    "updated": "edge.config", "is_loopback": "edge.config",
+    "EdgeError": "edge.errors", "SourceError": "edge.errors", "first_line": "edge.errors",
+    # vocal measures over a session's audio (the nightly job's audio tap)
+    "VoiceMeasures": "edge.features.voice",
+    # owner-only folders and files written whole (temporary + rename + fsync)
+    "private_dir": "edge.store.files", "write_atomic": "edge.store.files", "write_text_atomic": "edge.store.files",
+    "FILE_MODE": "edge.store.files",
+    # a small HTTP server on the standard library: token and Host checked, bounded (the kiosk's page)
+    "BoundedHTTPServer": "edge.http_server", "GuardedHandler": "edge.http_server", "HttpLimits": "edge.http_server",
+    # the sessions table (SQLite, versioned) that every application's database holds
+    "ResultStore": "edge.store", "summary_row": "edge.store.results",
+}
+__all__ = ["DEMO_WEIGHTS_NOTICE", "SCREENING_DISCLAIMER", "__version__"] + sorted(_PUBLIC)
 
 
 def __getattr__(name: str):
-    if name in _API:
-        from edge import engine
+    module = _PUBLIC.get(name)
+    if module is not None:
+        import importlib
 
-        return getattr(engine, name)
+        return getattr(importlib.import_module(module), name)
     raise AttributeError(f"module 'edge' has no attribute {name!r}")

@@ -9,7 +9,7 @@ from typing import List, Optional
 from edge import __version__
 from edge.backends import BACKENDS
 from edge.errors import EdgeError
-from edge.features.detectors import DEFAULT_DETECTOR, FACE_DETECTORS
+from edge.models.detectors import DEFAULT_DETECTOR, FACE_DETECTORS
 
 
 def _command(module: str):

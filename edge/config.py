@@ -4,13 +4,22 @@ Every key has a type and a default; an unknown key, a wrong type or an out-of-ra
 value is refused with one line naming the key (`video.analysis_fps`). The schema is the
 same for every device (desktop, Jetson, Pi, gateway): a profile only changes values.
 
-    config = load_config("firmware_configs/desktop.yaml")
-    config.video.analysis_fps, config.models.emotion.backend, ...
+    profile = load_config("firmware_configs/desktop.yaml")     # a Profile
+    profile.video.analysis_fps, profile.models.emotion.backend, profile.kiosk.port, ...
+    profile.engine                                               # the EngineConfig part
+    updated(profile, {"face.detector": "haar"})                  # a validated copy
+
+Every section is a frozen dataclass generated from SCHEMA (lists become tuples), so a
+profile, once validated, is never changed under the code that reads it: a variant is a
+new object made by `updated()`, checked like the file was. `EngineConfig` holds the
+sections the screening engine reads (edge.engine); `Profile` adds the applications'
+sections (kiosk, nightly, mqtt), which the engine never sees.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from edge.errors import EdgeError, first_line
 
@@ -48,6 +57,16 @@ def _port(value) -> Optional[str]:
 def _strings(value) -> Optional[str]:
     ok = value and all(isinstance(v, str) and v.strip() for v in value)
     return None if ok else "must be a non-empty list of non-empty strings"
+
+
+def _rates(value) -> Optional[str]:
+    ok = value and all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in value)
+    return None if ok else "must be a list of positive integers"
+
+
+def _names(value) -> Optional[str]:
+    ok = all(isinstance(v, str) and v.strip() and " " not in v and "/" not in v for v in value)
+    return None if ok else "must be a list of host names (no spaces or slashes)"
 
 
 def _one_of(*choices):
@@ -95,7 +114,7 @@ SCHEMA: Dict[str, Union[dict, _Leaf]] = {
     },
     "audio": {
         "source": (_OPT_STR, "mic", None),  # "mic", "mic:<index>", a WAV path, or null (no audio)
-        "device_rates_hz": (_LIST, [16000, 48000, 44100], None),  # tried in order on a microphone
+        "device_rates_hz": (_LIST, [16000, 48000, 44100], _rates),  # tried in order on a microphone
         "chunk_ms": (_INT, 100, _between(10, 1000)),
         "queue_seconds": (_NUM, 30, _between(1, 3600)),  # overflow beyond this is counted and reported
     },
@@ -141,12 +160,16 @@ SCHEMA: Dict[str, Union[dict, _Leaf]] = {
         "http_port": (_OPT_INT, None, _port),  # /metrics on 127.0.0.1; null: off; 0: any port
         "http_host": (_STR, "127.0.0.1", _not_empty),  # anything but loopback needs `token`
         "token": (_OPT_STR, None, None),  # required by /metrics requests when http_host is not loopback
+        # Host names (besides its addresses) a request's Host header may give, e.g. ["gw1.clinic.lan"];
+        # any other Host is refused (DNS rebinding).
+        "server_names": (_LIST, [], _names),
     },
     # `edge kiosk`: the local screening page (edge/apps/kiosk).
     "kiosk": {
         "host": (_STR, "127.0.0.1", _not_empty),  # anything but loopback needs `token`
         "port": (_INT, 8080, _port),
         "token": (_OPT_STR, None, None),  # required by every request when host is not loopback
+        "server_names": (_LIST, [], _names),  # Host names the page may be opened by (see telemetry)
         "capture_seconds": (_NUM, 40, _between(5, 600)),  # one visitor's capture
         "prompts": (_LIST, ["Tell me about your day.", "What did you enjoy doing this week?",
                             "How have you been sleeping lately?", "What are you looking forward to?"], _strings),
@@ -198,16 +221,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class Section:
-    """Attribute access to one validated section (`config.video.fps`)."""
-
-    def __init__(self, values: Dict[str, Any]):
-        self.__dict__.update(values)
-
-    def as_dict(self) -> Dict[str, Any]:
-        return {k: v.as_dict() if isinstance(v, Section) else v for k, v in self.__dict__.items()}
-
-
 def _type_name(types: Tuple[type, ...]) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true/false",
              list: "a list", type(None): "null"}
@@ -216,7 +229,7 @@ def _type_name(types: Tuple[type, ...]) -> str:
     return " or ".join(names.get(t, t.__name__) for t in types)
 
 
-def _validate(schema: dict, data: Any, where: str, origin: str) -> Section:
+def _validate(schema: dict, data: Any, where: str, origin: str, cls: type):
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -231,28 +244,35 @@ def _validate(schema: dict, data: Any, where: str, origin: str) -> Section:
     for key, spec in schema.items():
         full = f"{where}.{key}" if where else key
         if isinstance(spec, dict):
-            values[key] = _validate(spec, data.get(key), full, origin)
+            values[key] = _validate(spec, data.get(key), full, origin, _SECTION_CLASSES[full])
             continue
-        types, default, check = spec
-        value = data.get(key, default)
-        # YAML true/false are bools, which are ints in Python: refuse them where numbers go.
-        wrong = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
-        if wrong:
-            raise EdgeError(f"{origin}: key '{full}' must be {_type_name(types)}, got {value!r}")
-        if check is not None and value is not None:
-            problem = check(value)
-            if problem:
-                raise EdgeError(f"{origin}: key '{full}' {problem}, got {value!r}")
-        values[key] = value
-    return Section(values)
+        values[key] = _leaf_value(spec, data.get(key, spec[1]), full, origin)
+    return cls(**values)
 
 
-def parse_config(data: Any, origin: str = "config") -> Section:
+def _leaf_value(spec: _Leaf, value: Any, full: str, origin: str) -> Any:
+    """One leaf checked against its spec; lists come back as tuples (frozen)."""
+    types, _default, check = spec
+    # YAML true/false are bools, which are ints in Python: refuse them where numbers go.
+    wrong = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+    if wrong:
+        raise EdgeError(f"{origin}: key '{full}' must be {_type_name(types)}, got {value!r}")
+    if check is not None and value is not None:
+        problem = check(value)
+        if problem:
+            raise EdgeError(f"{origin}: key '{full}' {problem}, got {value!r}")
+    return tuple(value) if isinstance(value, list) else value
+
+
+def parse_config(data: Any, origin: str = "config") -> Profile:
     """Validate a parsed YAML/JSON mapping against SCHEMA (defaults filled in)."""
-    config = _validate(SCHEMA, data, "", origin)
-    rates = config.audio.device_rates_hz
-    if not rates or not all(isinstance(r, int) and not isinstance(r, bool) and r > 0 for r in rates):
-        raise EdgeError(f"{origin}: key 'audio.device_rates_hz' must be a list of positive integers, got {rates!r}")
+    config = _validate(SCHEMA, data, "", origin, Profile)
+    _check_across_keys(config, origin)
+    return config
+
+
+def _check_across_keys(config, origin: str) -> None:
+    """The rules that tie keys together (a single key's rules live in SCHEMA)."""
     tel = config.telemetry
     if tel.http_port is not None and not is_loopback(tel.http_host) and not tel.token:
         raise EdgeError(f"{origin}: key 'telemetry.token' must be set when telemetry.http_host is not loopback "
@@ -261,10 +281,9 @@ def parse_config(data: Any, origin: str = "config") -> Section:
     if not 1 <= screen.min_vote_frames <= screen.vote_frames:
         raise EdgeError(f"{origin}: key 'screen.min_vote_frames' must be between 1 and screen.vote_frames "
                         f"({screen.vote_frames}), got {screen.min_vote_frames}")
-    return config
 
 
-def load_config(path: Optional[str]) -> Section:
+def load_config(path: Optional[str]) -> Profile:
     """Read and validate a profile; None gives the defaults. One-line EdgeError on problems."""
     if path is None:
         return parse_config({}, "defaults")
@@ -282,3 +301,101 @@ def load_config(path: Optional[str]) -> Section:
     if data is None:  # an empty file would silently run on the defaults: say so instead
         raise EdgeError(f"config {path} is empty; copy a profile from firmware_configs/ or omit --config")
     return parse_config(data, str(path))
+
+
+def updated(config, changes: Dict[str, Any], origin: str = "updated"):
+    """A copy of `config` (a Profile, an EngineConfig or a section of either) with
+    `changes` applied, keyed by dotted path as in the profile ("face.detector"); each
+    value is checked like a profile's. The original is never changed."""
+    prefix = _SECTION_PATHS.get(type(config), "")
+    for key, value in changes.items():
+        config = _replace_path(config, key.split("."), value, prefix, key, origin)
+    if isinstance(config, (Profile, EngineConfig)):
+        _check_across_keys(config, origin)
+    return config
+
+
+def _replace_path(node, parts: List[str], value: Any, prefix: str, key: str, origin: str):
+    name = parts[0]
+    full = f"{prefix}.{name}" if prefix else name
+    if not dataclasses.is_dataclass(node) or name not in {f.name for f in dataclasses.fields(node)}:
+        raise EdgeError(f"{origin}: unknown key '{key}'")
+    if len(parts) > 1:
+        return dataclasses.replace(node, **{name: _replace_path(getattr(node, name), parts[1:], value, full, key,
+                                                                origin)})
+    spec = _spec_at(full)
+    if isinstance(spec, dict):
+        raise EdgeError(f"{origin}: key '{key}' is a section; change its keys one by one")
+    return dataclasses.replace(node, **{name: _leaf_value(spec, value, full, origin)})
+
+
+def _spec_at(full: str):
+    spec: Any = SCHEMA
+    for part in full.split("."):
+        spec = spec[part]
+    return spec
+
+
+# ----- the typed sections, generated from SCHEMA ---------------------------------------
+def as_dict(config) -> Dict[str, Any]:
+    """A profile or section as plain data (tuples back to lists), as YAML would give it."""
+    def plain(value):
+        if dataclasses.is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return list(value) if isinstance(value, tuple) else value
+    return plain(config)
+
+
+def _hint(types: Tuple[type, ...]):
+    hints = [Tuple[Any, ...] if t is list else t for t in types if t is not type(None)]
+    hint = hints[0] if len(hints) == 1 else Union[tuple(hints)]
+    return Optional[hint] if type(None) in types else hint
+
+
+_SECTION_CLASSES: Dict[str, type] = {}  # "models.emotion" -> its class
+_SECTION_PATHS: Dict[type, str] = {}
+
+
+def _section_class(schema: dict, where: str) -> type:
+    """The frozen dataclass of the section at `where` (and of its subsections)."""
+    fields = []
+    for key, spec in schema.items():
+        full = f"{where}.{key}"
+        fields.append((key, _section_class(spec, full) if isinstance(spec, dict) else _hint(spec[0])))
+    name = "".join(p.title() for p in where.replace(".", "_").split("_")) + "Config"
+    cls = dataclasses.make_dataclass(name, fields, frozen=True, namespace={"as_dict": as_dict})
+    cls.__module__ = __name__
+    cls.__doc__ = f"The profile's `{where}` section (frozen; keys, defaults and checks: edge.config.SCHEMA)."
+    _SECTION_CLASSES[where] = cls
+    _SECTION_PATHS[cls] = where
+    return cls
+
+
+def _top_fields(keys: Tuple[str, ...]) -> List[Tuple[str, Any]]:
+    return [(key, _section_class(SCHEMA[key], key) if isinstance(SCHEMA[key], dict) else _hint(SCHEMA[key][0]))
+            for key in keys]
+
+
+# The engine's part of a profile (what a Screener reads) and the applications' sections.
+ENGINE_KEYS = ("profile", "threads", "video", "audio", "face", "models", "screen", "output", "telemetry")
+APP_KEYS = ("kiosk", "nightly", "mqtt")
+assert set(ENGINE_KEYS + APP_KEYS) == set(SCHEMA)
+
+_engine_fields = _top_fields(ENGINE_KEYS)
+_EngineConfig = dataclasses.make_dataclass("EngineConfig", _engine_fields, frozen=True,
+                                           namespace={"as_dict": as_dict})
+_Profile = dataclasses.make_dataclass("Profile", _engine_fields + _top_fields(APP_KEYS), frozen=True,
+                                      namespace={"as_dict": as_dict})
+
+
+class EngineConfig(_EngineConfig):
+    """What the screening engine reads from a profile (frozen): `load_config(path).engine`."""
+
+
+class Profile(_Profile):
+    """A whole validated device profile (frozen): the engine's sections and the apps'."""
+
+    @property
+    def engine(self) -> EngineConfig:
+        """The engine's part (what ScreenerOptions takes); the apps' sections stay here."""
+        return EngineConfig(**{key: getattr(self, key) for key in ENGINE_KEYS})

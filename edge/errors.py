@@ -12,3 +12,12 @@ def first_line(exc: BaseException) -> str:
     one-line error quotes from a library's multi-line complaint."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+class SourceError(EdgeError):
+    """A source that cannot be opened: `stream` says which ("video" or "audio"), so a
+    program can tell the camera from the microphone without reading the message."""
+
+    def __init__(self, stream: str, message: str):
+        super().__init__(message)
+        self.stream = stream

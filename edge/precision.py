@@ -17,6 +17,11 @@ shipped int8 files are weight-only (float arithmetic), so the guard does not tou
 
     entry = resolve_file(manifest, "tflite", "auto", threads=1)
     choice = resolve(manifest, "tflite", "auto")   # .entry, .reason, .measured
+    classifier = load_emotion("tflite", "auto")     # the wrapper (edge.models) of the chosen file
+
+The wrappers in edge.models open the file they are given; `load_emotion` and
+`load_severity` are the loaders that choose it: everything that builds a model from a
+precision name goes through them.
 """
 from __future__ import annotations
 
@@ -24,12 +29,17 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 
 from edge import cpu
+from edge.backends import BACKENDS
 from edge.errors import EdgeError
+from edge.manifest import ModelManifest, load_manifest
+from edge.models.emotion import MODEL_NAME as EMOTION_MODEL
+from edge.models.emotion import EmotionClassifier
+from edge.models.severity import SeverityModel, SeverityStream
 
 TOP1_FLOOR = 0.99
 MAX_PROB_DIFF = 0.15
@@ -120,8 +130,6 @@ def _face_outputs(backend, faces: np.ndarray) -> np.ndarray:
 
 
 def _tick_outputs(manifest, backend, sessions: np.ndarray) -> np.ndarray:
-    from edge.stream.severity import SeverityModel
-
     state = manifest.data["state"]["shape"]
     model = SeverityModel(backend, sessions.shape[2], tuple(state))
     out = []
@@ -149,8 +157,6 @@ def _face_call_ms(backend, face: np.ndarray) -> float:
 
 
 def _tick_call_ms(manifest, backend, sessions: np.ndarray) -> float:
-    from edge.stream.severity import SeverityModel
-
     model = SeverityModel(backend, sessions.shape[2], tuple(manifest.data["state"]["shape"]))
     h, c = model.initial_state()
     return _timed(lambda: model.run(sessions[0][:1], h, c))
@@ -251,3 +257,28 @@ def resolve(manifest, backend: str, precision: str, threads: int = 1,
 def resolve_file(manifest, backend: str, precision: str, threads: int = 1) -> dict:
     """The manifest file entry to load (see `resolve`, which also gives the reason)."""
     return resolve(manifest, backend, precision, threads).entry
+
+
+# ---------------------------------------------------------------- loading
+def load_emotion(backend: str = "tflite", precision: str = "int8", models_dir: Optional[str] = None,
+                 threads: int = 1, name: str = EMOTION_MODEL,
+                 providers: Optional[Sequence[str]] = None) -> EmotionClassifier:
+    """The emotion classifier of model folder `name` for a backend and precision (fp32, int8 or
+    auto, see `resolve`); `providers`: onnxruntime execution providers in order of preference."""
+    if backend not in BACKENDS:
+        raise EdgeError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+    manifest = load_manifest(name, models_dir)
+    choice = resolve(manifest, backend, precision, threads)
+    classifier = EmotionClassifier(manifest, choice.entry, threads, providers=providers)
+    classifier.precision_reason = choice.reason
+    return classifier
+
+
+def load_severity(manifest: ModelManifest, backend: str = "onnx", precision: str = "fp32", threads: int = 1,
+                  context: Optional[float] = None, providers: Optional[Sequence[str]] = None) -> SeverityStream:
+    """The severity stream of `manifest` (load_manifest(edge.models.severity.MODEL_NAME) for the
+    shipped LSTM-MoE) for a backend and precision (fp32, int8 or auto, see `resolve`)."""
+    choice = resolve(manifest, backend, precision, threads)
+    stream = SeverityStream.from_file(manifest, choice.entry, threads, context, providers=providers)
+    stream.precision_reason = choice.reason
+    return stream

@@ -4,7 +4,7 @@ from __future__ import annotations
 import bisect
 import time
 from contextlib import contextmanager
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -257,39 +257,33 @@ def prometheus_text(screener) -> str:
 
 class MetricsServer:
     """Serves `/metrics` (Prometheus text, prometheus_client) and `/metrics.json` (the
-    running or last session's telemetry) from a thread.
+    running or last session's telemetry) from a thread (edge.http_server: Host and token
+    checks, bounded connections and timeouts).
 
-    Binds 127.0.0.1 by default; port 0 picks a free port (see `.port`).
+    Binds 127.0.0.1 by default; port 0 picks a free port (see `.port`). server_names: names
+    besides this server's addresses that a Host header may give (a scraper's target name).
     """
 
-    def __init__(self, screener, host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None):
-        import hmac
+    def __init__(self, screener, host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None,
+                 server_names: Iterable[str] = (), limits=None):
         import json
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-        from urllib.parse import parse_qs, urlsplit
+        from urllib.parse import urlsplit
 
         from prometheus_client import CONTENT_TYPE_LATEST
 
         from edge.config import is_loopback
         from edge.errors import EdgeError
+        from edge.http_server import BoundedHTTPServer, GuardedHandler, HttpLimits
 
         if not is_loopback(host) and not token:
             raise EdgeError(f"/metrics on {host} (not loopback) needs telemetry.token; "
                             "or serve it on 127.0.0.1")
 
-        def authorised(handler) -> bool:
-            if not token:
-                return True
-            header = handler.headers.get("Authorization", "")
-            given = header[7:] if header.startswith("Bearer ") else \
-                (parse_qs(urlsplit(handler.path).query).get("token") or [""])[0]
-            return hmac.compare_digest(given.encode(), token.encode())
+        class Handler(GuardedHandler):
+            server_version = "edge-metrics"
 
-        class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                if not authorised(self):
-                    self.send_error(401, "this endpoint needs its token (Authorization: Bearer ...)")
+                if not self.allowed():
                     return
                 path = urlsplit(self.path).path
                 if path == "/metrics":
@@ -307,19 +301,14 @@ class MetricsServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args) -> None:  # keep the run's output clean
-                pass
-
-        try:
-            self.server = ThreadingHTTPServer((host, port), Handler)
+        try:  # a scraper holds one connection at a time: a few workers are plenty
+            self.server = BoundedHTTPServer((host, port), Handler, token, server_names,
+                                            limits or HttpLimits(max_workers=8, max_pending=64))
         except (OSError, OverflowError) as exc:
             raise EdgeError(f"cannot serve /metrics on {host}:{port}: {getattr(exc, 'strerror', None) or exc}; "
                             "change telemetry.http_port") from None
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self._thread = threading.Thread(target=self.server.serve_forever, name="metrics-http", daemon=True)
-        self._thread.start()
+        self.port = self.server.port
+        self.server.start("metrics-http")
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()

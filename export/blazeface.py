@@ -24,8 +24,8 @@ from email.parser import Parser
 from pathlib import Path
 
 from edge.errors import EdgeError
-from edge.features.blazeface import ANCHOR_OPTIONS, DECODE_OPTIONS, INPUT_SIZE, MODEL_NAME, ssd_anchors
 from edge.features.face import PIXEL_OFFSET, PIXEL_SCALE
+from edge.models.blazeface import ANCHOR_OPTIONS, DECODE_OPTIONS, INPUT_SIZE, MODEL_NAME, ssd_anchors
 from export.manifest_writer import file_entry, package_version, write_manifest
 
 MODEL_PATH_IN_WHEEL = "mediapipe/modules/face_detection/face_detection_short_range.tflite"

@@ -145,13 +145,14 @@ def kiosk_in_process(profile: Path, video: Optional[str] = DEMO_VIDEO, audio: Op
                      token: Optional[str] = None) -> Iterator:
     """The kiosk's own classes wired as `edge kiosk` wires them, on a free port: yields
     (base url, controller)."""
+    from edge import Screener, ScreenerOptions, load_config
     from edge.apps.kiosk.controller import KioskController
     from edge.apps.kiosk.server import KioskServer
-    from edge.engine import Screener
 
-    screener = Screener.from_profile(str(profile))
-    kiosk = screener.config.kiosk
-    controller = KioskController(screener, video, audio)
+    config = load_config(str(profile))
+    screener = Screener(ScreenerOptions(config.engine))
+    kiosk = config.kiosk
+    controller = KioskController(screener, kiosk, video, audio)
     server = KioskServer(controller, kiosk.host, 0, token if token is not None else kiosk.token)
     controller.begin()
     server.start()

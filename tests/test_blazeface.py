@@ -14,10 +14,11 @@ import pytest
 from edge.apps.face import read_image
 from edge.config import SCHEMA, parse_config
 from edge.errors import EdgeError
-from edge.features.blazeface import BlazeFaceDetector, Letterbox, letterbox_input, ssd_anchors, weighted_nms
-from edge.features.detectors import FACE_DETECTORS, open_face_detector
-from edge.features.face import HaarFaceDetector, import_cv2, to_gray
+from edge.features.face import import_cv2, to_gray
 from edge.manifest import load_manifest, sha256_of
+from edge.models.blazeface import BlazeFaceDetector, Letterbox, letterbox_input, ssd_anchors, weighted_nms
+from edge.models.detectors import FACE_DETECTORS, open_face_detector
+from edge.models.haar import HaarFaceDetector
 from edge.stream.faces import FaceTracker
 from tests.conftest import ROOT, SAMPLE_IMAGE, SHIPPED_MODELS
 

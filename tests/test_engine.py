@@ -9,12 +9,13 @@ import pytest
 
 from edge.capture.audio import AudioGap
 from edge.capture.video import Frame
-from edge.emotion import EmotionClassifier
-from edge.features.face import HaarFaceDetector, import_cv2
+from edge.features.face import import_cv2
 from edge.features.tick import TICK_FEATURE_COUNT, TICK_SAMPLES
+from edge.models.haar import HaarFaceDetector
+from edge.models.severity import SeverityStream
+from edge.precision import load_emotion
 from edge.stream.engine import StreamEngine
 from edge.stream.faces import FaceTracker
-from edge.stream.severity import SeverityStream
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_VIDEO = ROOT / "edge" / "samples" / "demo_face.mp4"
@@ -40,7 +41,7 @@ def recording():
 
 @pytest.fixture(scope="module")
 def classifier():
-    return EmotionClassifier("tflite", "int8")
+    return load_emotion("tflite", "int8")
 
 
 def make_engine(classifier, backend="onnx", **kw):

@@ -6,7 +6,8 @@ import pytest
 
 from edge.apps.face import read_image
 from edge.errors import EdgeError
-from edge.features.face import HaarFaceDetector, preprocess_faces, square_crop, to_gray
+from edge.features.face import preprocess_faces, square_crop, to_gray
+from edge.models.haar import HaarFaceDetector
 from tests.conftest import SAMPLE_IMAGE
 
 

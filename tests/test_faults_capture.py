@@ -82,7 +82,7 @@ def test_a_camera_that_cannot_be_opened_at_start(tmp_path):
 
 def test_a_camera_that_disappears_mid_session_and_comes_back(screener):
     result, ticks, _ = run(screener, cameras(Camera(15), Camera(0), Camera()), duration_s=2.0)
-    assert result.complete and result.stop_reason == "duration reached"
+    assert result.complete and str(result.stop_reason) == "duration reached"
     gaps = result.quality.gaps.get("video")
     assert gaps and 0.3 < gaps[0][0] < 1.0 and gaps[0][1] > gaps[0][0]
     assert len(ticks) >= 18  # the ticks went on through the outage
@@ -130,7 +130,7 @@ def test_frames_that_change_size_and_type_every_frame(screener):
 def test_a_camera_that_stalls(screener):
     """read() blocks for 2 s once: the ticks go on without video and the session ends on time."""
     result, ticks, elapsed = run(screener, cameras(Camera(stall_at=10, stall_s=2.0)), duration_s=2.5)
-    assert result.complete and result.stop_reason == "duration reached"
+    assert result.complete and str(result.stop_reason) == "duration reached"
     assert len(ticks) >= 20 and elapsed < 8
 
 
@@ -219,7 +219,9 @@ def test_microphone_overflow_is_counted_in_the_session(screener, monkeypatch):
         return real(self, samples, timestamp_ms)
 
     monkeypatch.setattr(session_module.Session, "push_audio", slow_push)
-    screener.config.audio.queue_seconds = 1
+    from edge import updated
+
+    screener.config = updated(screener.config, {"audio.queue_seconds": 1})
     try:
         source_run = screener.run(None, "mic", duration_s=2.0, pyaudio_module=BurstyMic())
         stopper = threading.Timer(3.0, source_run.stop, args=("test over",))
@@ -227,6 +229,6 @@ def test_microphone_overflow_is_counted_in_the_session(screener, monkeypatch):
         result = source_run.run()
         stopper.cancel()
     finally:
-        screener.config.audio.queue_seconds = 30
+        screener.config = updated(screener.config, {"audio.queue_seconds": 30})
     assert result.quality.audio_overflow_samples > 0
     assert result.timings["counters"]["audio_overflow_samples"] == result.quality.audio_overflow_samples

@@ -149,7 +149,7 @@ def engine_parts():
     from test_engine import SECONDS, make_engine  # noqa: F401 - the engine the engine tests use
 
     from edge.capture.video import Frame
-    from edge.emotion import EmotionClassifier
+    from edge.precision import load_emotion
 
     cap = cv2.VideoCapture(str(__import__("faults_helpers").DEMO_VIDEO))
     frames = []
@@ -160,7 +160,7 @@ def engine_parts():
     cap.release()
     with wave.open(__import__("faults_helpers").DEMO_WAV, "rb") as f:
         pcm = np.frombuffer(f.readframes(16000), "<i2").astype(np.float32) / 32768.0
-    classifier = EmotionClassifier("tflite", "int8")
+    classifier = load_emotion("tflite", "int8")
     whole = []
     engine = make_engine(classifier)
     for frame in frames:

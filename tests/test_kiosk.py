@@ -312,22 +312,25 @@ def test_a_missing_page_file_is_refused_before_serving(tmp_path):
 
 
 def test_a_session_cut_short_gives_no_reading_and_says_why_in_plain_words(tmp_path):
-    from edge.apps.kiosk.views import result_view
-    from edge.engine import Screener
+    from edge import Screener, ScreenerOptions, StopKind
+    from edge.apps.kiosk.views import STOPPED_BY_VISITOR, WALKED_AWAY, result_view
 
-    screener = Screener.from_profile(str(kiosk_profile(tmp_path)))
-    expected = {"walked away: no face for 8 s": "No face was seen",
-                "stopped by the visitor": "stopped before the end",
-                "internal error: RuntimeError: reduce.cc:487 MEAN failed": "Please tell the staff",
-                "interrupted: the kiosk was stopped (SIGTERM)": "The kiosk was stopped",
-                "sources stalled": "camera or microphone stopped"}
-    for reason, words in expected.items():
+    screener = Screener(ScreenerOptions.from_profile(str(kiosk_profile(tmp_path))))
+    # (what stopped it: text, tag, kind), what the visitor reads
+    expected = [(("walked away: no face for 8 s", WALKED_AWAY, StopKind.STOPPED), "No face was seen"),
+                (("stopped by the visitor", STOPPED_BY_VISITOR, StopKind.STOPPED), "stopped before the end"),
+                (("internal error: RuntimeError: reduce.cc:487 MEAN failed", None, StopKind.INTERNAL_ERROR),
+                 "Please tell the staff"),
+                (("interrupted: the kiosk was stopped (SIGTERM)", None, StopKind.INTERRUPTED), "The kiosk was stopped"),
+                (("sources stalled", None, StopKind.STALLED), "camera or microphone stopped")]
+    for (reason, tag, kind), words in expected:
         run = screener.run(DEMO_VIDEO, DEMO_WAV, fast=True)
         for tick in run:
             if tick.index == 3:
-                run.stop(reason)
+                run.stop(reason, tag=tag, kind=kind)
         view = result_view(run.result)
-        assert run.result.stop_reason == reason and not run.result.complete
+        stop = run.result.stop_reason
+        assert (str(stop), stop.tag, stop.kind) == (reason, tag, kind) and not run.result.complete
         assert view["abstained"] and words in view["why"] and "vote" not in view and "phq8" not in view
         assert "reduce.cc" not in view["why"]  # technical detail stays in the stored session
         assert "not a diagnosis" in view["next_steps"] and view["notice"] == "Screening aid only, not a diagnosis."

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from edge.features import tick
-from edge.stream.severity import SeverityModel, phq8_band
+from edge.models.severity import SeverityModel
+from edge.rules.phq8 import phq8_band
 from export.data.edaic import load_edaic
 from export.data.sequences import split
 from export.data.sessions import load_sessions
@@ -38,6 +39,7 @@ def test_pytorch_chunked_equals_one_shot(chunk):
     assert torch.allclose(h, h_all, atol=1e-6) and torch.allclose(c, c_all, atol=1e-6)
 
 
+@pytest.mark.slow  # training: `make test` runs it; `pytest -m 'not slow'` skips it
 def test_synthetic_training_learns():
     torch.set_num_threads(2)
     data = synthetic_sessions(160, steps=60, seed=11)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from edge.manifest import load_manifest, sha256_of
-from edge.stream.severity import SeverityStream
+from edge.models.severity import SeverityStream
 from export.convert import lstm_export
 from export.convert.lstm_build import load_weights
 from export.data.synthetic import synthetic_sessions

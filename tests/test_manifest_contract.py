@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.emotion import EmotionClassifier
 from edge.errors import EdgeError
 from edge.manifest import PACKAGE_MODELS_DIR, load_manifest
-from edge.stream.severity import SeverityStream
+from edge.models.severity import SeverityStream
+from edge.precision import load_emotion
 
 
 def copy_model(tmp_path: Path, name: str, change) -> str:
@@ -36,7 +36,7 @@ def test_label_order_and_scaling_come_from_the_manifest(tmp_path):
         data["labels"] = list(reversed(data["labels"]))
         data["preprocess"]["normalize"] = {"scale": 2.0 / 255.0, "offset": -0.5}
 
-    classifier = EmotionClassifier("onnx", "fp32", copy_model(tmp_path, "mini_xception", reorder))
+    classifier = load_emotion("onnx", "fp32", copy_model(tmp_path, "mini_xception", reorder))
     assert classifier.labels[0] == "neutral" and classifier.labels[-1] == "angry"
     faces = classifier.crops(np.full((100, 100), 255, np.uint8), [(10, 10, 60, 60)])
     assert faces.shape == (1, 1, 64, 64) and np.allclose(faces, 1.5)
@@ -50,7 +50,7 @@ def test_label_order_and_scaling_come_from_the_manifest(tmp_path):
 ])
 def test_a_face_contract_this_runtime_cannot_honour_is_refused(tmp_path, change, message):
     with pytest.raises(EdgeError, match=message) as info:
-        EmotionClassifier("onnx", "fp32", copy_model(tmp_path, "mini_xception", change))
+        load_emotion("onnx", "fp32", copy_model(tmp_path, "mini_xception", change))
     assert "\n" not in str(info.value)
 
 

@@ -358,7 +358,7 @@ def test_stalled_sources_exit_3_not_the_interrupt_code(tmp_path, capsys, monkeyp
     from edge.engine import sources
 
     def stalled(self):
-        return sources.STALLED
+        return sources.StopReason(sources.StopKind.STALLED)
         yield  # a generator, as _feed is
 
     monkeypatch.setattr(sources.SourceRun, "_feed", stalled)

@@ -8,8 +8,9 @@ import pytest
 
 from edge.config import parse_config
 from edge.features.tick import EMOTIONS
-from edge.screen import MESSAGES, PATTERN_LEVELS, screen_session, vote_rule
-from edge.stream.severity import SeverityEstimate
+from edge.models.severity import SeverityEstimate
+from edge.rules.vote import MESSAGES, PATTERN_LEVELS, vote_rule
+from edge.screen import screen_session
 
 HAPPY = np.array([0, 0, 0, 0.9, 0.05, 0, 0.05], np.float32)
 SAD = np.array([0, 0.05, 0, 0.05, 0.9, 0, 0], np.float32)
@@ -102,14 +103,14 @@ def test_too_little_face_or_voice_abstains_with_reasons():
     (10.0, "moderate"), (14.5, "moderate"), (15.0, "moderately severe"), (19.5, "moderately severe"),
     (19.99, "moderately severe"), (20.0, "severe"), (24.0, "severe"), (31.0, "severe"), (-1.0, "none")])
 def test_phq8_band_edges_are_fixed_cutoffs_on_the_continuous_score(score, band):
-    from edge.stream.severity import phq8_band
+    from edge.rules.phq8 import phq8_band
 
     assert phq8_band(score) == band
 
 
 def test_the_band_cutoffs_agree_with_the_shipped_manifest():
     from edge.manifest import load_manifest
-    from edge.stream.severity import phq8_band
+    from edge.rules.phq8 import phq8_band
 
     for entry in load_manifest("lstm_moe").data["bands"]:
         # Every integer score of a band, and the continuous values just below its next cut-off.

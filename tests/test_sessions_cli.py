@@ -14,7 +14,7 @@ import sys
 import pytest
 from kiosk_support import DEMO_VIDEO, DEMO_WAV, ROOT, kiosk_profile
 
-from edge.engine import Screener
+from edge.engine import Screener, ScreenerOptions
 from edge.engine.outputs import SessionWriter
 
 
@@ -28,7 +28,7 @@ def _cli(*args: str):
 def database(tmp_path_factory):
     """Two sessions: one whole (the 5 s sample), one cut short after a second."""
     tmp = tmp_path_factory.mktemp("sessions")
-    screener = Screener.from_profile(str(kiosk_profile(tmp)))
+    screener = Screener(ScreenerOptions.from_profile(str(kiosk_profile(tmp))))
     config = screener.config
     ids = []
     for cut in (False, True):

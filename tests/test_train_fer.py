@@ -52,6 +52,7 @@ def test_broken_csv_gives_one_line_error(tmp_path, content, message):
         load_fer2013_csv(path)
 
 
+@pytest.mark.slow  # training: `make test` runs it; `pytest -m 'not slow'` skips it
 def test_training_learns_and_writes_a_checkpoint(tmp_path):
     csv_path = _write_csv(tmp_path / "fer.csv")
     out = tmp_path / "ckpt.pt"
@@ -62,6 +63,7 @@ def test_training_learns_and_writes_a_checkpoint(tmp_path):
     assert ckpt["input_size"] == 48 and "from scratch" in ckpt["trained_on"]
 
 
+@pytest.mark.slow  # training: `make test` runs it; `pytest -m 'not slow'` skips it
 def test_fine_tune_starts_from_the_pretrained_weights(tmp_path, pretrained):
     csv_path = _write_csv(tmp_path / "fer.csv", 3, 2)
     result = train_fer(csv_path, TrainConfig(epochs=1, batch_size=16), init=pretrained, out=tmp_path / "ft.pt")
@@ -70,6 +72,7 @@ def test_fine_tune_starts_from_the_pretrained_weights(tmp_path, pretrained):
     assert json.dumps(result)  # the report is plain JSON
 
 
+@pytest.mark.slow  # training: `make test` runs it; `pytest -m 'not slow'` skips it
 def test_private_test_split_never_steers_training(tmp_path):
     """Model selection reads PublicTest only: scrambling the PrivateTest labels changes the
     final test figure and nothing else."""

@@ -20,7 +20,7 @@ from edge.config import parse_config
 from edge.errors import EdgeError, first_line
 from edge.manifest import load_manifest
 
-# The face detector that needs a model file of its own (edge.features.blazeface.MODEL_NAME;
+# The face detector that needs a model file of its own (edge.models.blazeface.MODEL_NAME;
 # not imported here, so that the check needs neither numpy nor OpenCV).
 _DETECTOR_MODELS = {"blazeface": ("blazeface", "tflite", "fp32")}
 _KEY_IN_ERROR = re.compile(r"(?:unknown )?key '([^']+)'")

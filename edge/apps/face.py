@@ -7,11 +7,11 @@ from typing import Dict
 
 from edge import SCREENING_DISCLAIMER
 from edge.capture.image_file import check_image_file
-from edge.emotion import EmotionClassifier
 from edge.errors import EdgeError
-from edge.features.detectors import open_face_detector
 from edge.features.face import import_cv2, to_gray
+from edge.models.detectors import open_face_detector
 from edge.native_output import native_stderr_silenced, set_opencv_log_level
+from edge.precision import load_emotion
 from edge.telemetry import StageTimer
 
 
@@ -41,7 +41,7 @@ def analyse_image(path: Path, backend: str, precision: str, models_dir=None, thr
     with timer.stage("decode_ms"):
         image = read_image(path)
     with timer.stage("load_model_ms"):
-        classifier = EmotionClassifier(backend, precision, models_dir, threads)
+        classifier = load_emotion(backend, precision, models_dir, threads)
         detector = open_face_detector(detector_name, models_dir, threads)
     with timer.stage("detect_ms"):
         gray = to_gray(image)

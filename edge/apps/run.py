@@ -140,19 +140,18 @@ class StopSignals:
 
 
 def run(args) -> int:
-    from edge.engine import ScreenerOptions
-    from edge.engine.outputs import SessionWriter, check_outputs
-    from edge.engine.screener import Screener
+    from edge import Screener, ScreenerOptions, SessionWriter, StopKind, check_outputs
 
     options = ScreenerOptions.from_profile(args.config, args.models_dir, getattr(args, "detector", None))
     config = options.config
     video, audio = choose_sources(args, config)
     check_outputs(config.output, args.save_features)  # before the models load: fail fast
     with StopSignals() as signals:  # held until the summary is printed: a late signal cannot cut it
-        screener = Screener.create_from_options(options)
+        screener = Screener(options)
         source_run = screener.run(video, audio, fast=args.fast, duration_s=args.duration)
         tel = config.telemetry
-        metrics = None if tel.http_port is None else screener.serve_metrics(tel.http_host, tel.http_port, tel.token)
+        metrics = None if tel.http_port is None else screener.serve_metrics(tel.http_host, tel.http_port, tel.token,
+                                                                            tel.server_names)
         writer = SessionWriter(config.output, source_run.session_id, args.save_features,
                                config.models.severity.context)
         ticks = iter(source_run)
@@ -166,7 +165,7 @@ def run(args) -> int:
         finally:
             signals.closing = True  # from here on a signal cannot cut the saving short
             if source_run.result is None:  # the session was left between two ticks: finish it as interrupted
-                source_run.stop("interrupted")
+                source_run.stop("interrupted", kind=StopKind.INTERRUPTED)
                 ticks.close()
             if metrics is not None:
                 metrics.close()
@@ -175,8 +174,7 @@ def run(args) -> int:
                 if signals.received > 1:
                     result.warnings.append(f"{signals.received - 1} more stop signal(s) ignored while the "
                                            "session closed")
-                media = (source_run.session.engine.media_crops, source_run.session.engine.media_audio)
-                lost = writer.close(result, media)
+                lost = writer.close(result)
         if result is None:  # interrupted before the session started: nothing to keep
             raise KeyboardInterrupt
         summary = result.to_dict()
@@ -194,4 +192,4 @@ def run(args) -> int:
         return EXIT_NOT_SAVED
     if result.complete:
         return 0
-    return EXIT_INTERRUPTED if result.stop_reason.startswith("interrupted") else EXIT_INCOMPLETE
+    return EXIT_INTERRUPTED if result.stop_reason.kind is StopKind.INTERRUPTED else EXIT_INCOMPLETE

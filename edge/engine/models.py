@@ -1,12 +1,13 @@
-"""Load the models a config names (only their backends are imported: RSS matters)."""
+"""Load the models a config names (only their backends are imported: RSS matters).
+
+The files are chosen (precision fp32, int8 or auto) by the loaders of edge.precision.
+"""
 from __future__ import annotations
 
 from typing import Optional
 
-from edge.emotion import EmotionClassifier
 from edge.manifest import ModelManifest, load_manifest
-from edge.precision import resolve
-from edge.stream.severity import SeverityStream
+from edge.precision import load_emotion, load_severity
 
 
 def emotion_flops(manifest: ModelManifest) -> int:
@@ -25,14 +26,12 @@ def severity_flops(manifest: ModelManifest) -> int:
 def load_models(config, models_dir: Optional[str] = None):
     """(emotion classifier, severity stream or None, severity manifest or None) per config."""
     emotion = config.models.emotion
-    classifier = EmotionClassifier(emotion.backend, emotion.precision, models_dir, config.threads,
-                                   name=emotion.name, providers=emotion.providers)
+    classifier = load_emotion(emotion.backend, emotion.precision, models_dir, config.threads, name=emotion.name,
+                              providers=emotion.providers)
     severity_cfg = config.models.severity
     if not severity_cfg.enabled:
         return classifier, None, None
     manifest = load_manifest(severity_cfg.name, models_dir)
-    choice = resolve(manifest, severity_cfg.backend, severity_cfg.precision, config.threads)
-    stream = SeverityStream.from_file(manifest, choice.entry, config.threads, severity_cfg.context,
-                                      providers=severity_cfg.providers)
-    stream.precision_reason = choice.reason
+    stream = load_severity(manifest, severity_cfg.backend, severity_cfg.precision, config.threads,
+                           severity_cfg.context, providers=severity_cfg.providers)
     return classifier, stream, manifest

@@ -4,7 +4,7 @@ summary JSON and the database row.
     writer = SessionWriter(config.output, session_id, save_features="s.npz", context=0.0)
     for tick in run:
         writer.tick(tick)
-    lost = writer.close(run.result, media)   # [] when everything was saved
+    lost = writer.close(run.result)   # [] when everything was saved (media: result.media)
 
 Every folder and file is checked at construction (a one-line EdgeError before the
 session starts) and created owner-only. A session counts as saved only when its row and
@@ -18,7 +18,7 @@ import json
 import os
 import sqlite3
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional
 
 from edge.engine.results import SessionResult, Tick
 from edge.errors import EdgeError, first_line
@@ -58,12 +58,16 @@ def check_outputs(out, save_features: Optional[str]) -> None:
 class SessionWriter:
     """One session's outputs; see the module docstring."""
 
-    def __init__(self, out, session_id: str, save_features: Optional[str] = None, context: float = 0.0):
+    def __init__(self, out, session_id: str, save_features: Optional[str] = None, context: float = 0.0,
+                 summary_path: Optional[str] = None):
+        """out: the profile's `output` section; save_features: a `.npz` path for the
+        per-tick features (None: not kept); context: the LSTM-MoE context flag written
+        with them; summary_path: where the summary goes (default output.dir/<id>.json)."""
         check_outputs(out, save_features)
         remove_stale_temporaries(out.dir)  # a summary cut short by a crash left its temporary
         self.out = out
         self.session_id = session_id
-        self.summary_path = Path(out.dir) / f"{session_id}.json"
+        self.summary_path = Path(summary_path) if summary_path else Path(out.dir) / f"{session_id}.json"
         self.warnings: List[str] = []
         self._ticks = None
         self._features: Optional[SessionFeatureWriter] = None
@@ -99,9 +103,19 @@ class SessionWriter:
         except OSError:
             pass
 
-    def close(self, result: SessionResult, media: Optional[Tuple[list, list]] = None) -> List[str]:
-        """Write the features, the database row and the summary, each on its own; the
-        names of those that were not saved (also added to the result's warnings)."""
+    def abort(self) -> None:
+        """The session is not kept (its input was rejected): remove what was streamed."""
+        if self._ticks is not None:
+            self._close_quietly("_ticks")
+        if self._features is not None:
+            self._features.abort()
+            self._features = None
+
+    def close(self, result: SessionResult, extra: Optional[Dict] = None) -> List[str]:
+        """Write the features, the database row (with `result.media` when the profile keeps
+        media) and the summary, each on its own; the names of those that were not saved
+        (also added to the result's warnings). extra: sections an application adds to the
+        summary file (the nightly job's voice measures)."""
         lost: List[str] = ["features"] if self._features_lost else []
         if self._ticks is not None:
             try:
@@ -121,7 +135,7 @@ class SessionWriter:
         result.outputs["summary_file"] = str(self.summary_path)  # the row names where its summary is
         if self.out.database:
             try:
-                self._save_row(result, media)
+                self._save_row(result)
                 result.outputs["database"] = self.out.database
             except (EdgeError, OSError, sqlite3.Error) as exc:
                 lost.append("database row")
@@ -130,20 +144,22 @@ class SessionWriter:
         self.warnings = []
         # The summary is written last and carries every warning, the lost row's included.
         try:
-            write_text_atomic(self.summary_path, json.dumps(result.to_dict(), indent=2))
+            summary = result.to_dict()
+            summary.update(extra or {})
+            write_text_atomic(self.summary_path, json.dumps(summary, indent=2))
         except OSError as exc:
             del result.outputs["summary_file"]
             lost.append("summary")
             result.warnings.append(f"summary NOT saved to {self.summary_path}: {first_line(exc)}")
         return lost
 
-    def _save_row(self, result: SessionResult, media) -> None:
+    def _save_row(self, result: SessionResult) -> None:
         store = ResultStore(self.out.database)
         try:
             summary = result.to_dict()
             summary["database"] = self.out.database
             store.save_session(summary)
-            if self.out.store_media and media is not None:
-                store.save_media(result.session_id, *media)
+            if self.out.store_media and result.media is not None:
+                store.save_media(result.session_id, list(result.media.face_crops), list(result.media.audio_pcm16))
         finally:
             store.close()

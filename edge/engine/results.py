@@ -8,16 +8,62 @@ says "demo weights".
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from edge import SCREENING_DISCLAIMER
-from edge.stream.severity import PHQ8_MAX
+from edge.rules.phq8 import phq8_interval
 
-# The PHQ-8 interval a result shows: mu +/- Z * sigma (a 95 % interval if the model's
-# Gaussian uncertainty is calibrated), clipped to the scale.
-INTERVAL_Z = 1.96
+
+class StopKind(Enum):
+    """Why a session ended, as a kind a program can branch on (`StopReason.kind`)."""
+
+    SOURCES_ENDED = "sources ended"  # every source ran out (complete)
+    DURATION_REACHED = "duration reached"  # the asked duration was captured (complete)
+    STOPPED = "stopped"  # the application called SourceRun.stop() (its `tag` says why)
+    INTERRUPTED = "interrupted"  # Ctrl-C, SIGTERM, the program closing
+    STALLED = "sources stalled"  # no data from any file source for a while
+    OUTPUT_FAILED = "outputs cannot be written"  # the run was ended before it started
+    INTERNAL_ERROR = "internal error"
+
+
+@dataclass(frozen=True)
+class StopReason:
+    """Why a session ended: `kind` to branch on, `text` for people (what the summary
+    JSON, the database and the log say, e.g. "walked away: no face for 8 s"), and the
+    application's own `tag` when it stopped the run itself (the kiosk: "walked_away")."""
+
+    kind: StopKind
+    text: str = ""
+    tag: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        if not self.text:
+            object.__setattr__(self, "text", self.kind.value)
+
+    def __str__(self) -> str:
+        return self.text
+
+    @property
+    def complete(self) -> bool:
+        """True when the session ran to its end (sources ended or duration reached)."""
+        return self.kind in (StopKind.SOURCES_ENDED, StopKind.DURATION_REACHED)
+
+    @classmethod
+    def internal_error(cls, exc: BaseException, where: str = "") -> StopReason:
+        return cls(StopKind.INTERNAL_ERROR, f"internal error{where}: {type(exc).__name__}: {exc}")
+
+
+@dataclass(frozen=True)
+class SessionMedia:
+    """What a session kept of its raw media, only when the profile asks for it
+    (`output.store_media: true`): the face crops the model saw (64x64 uint8 grey) and
+    the 16 kHz audio (int16 chunks). Never in a summary, a tick or a log."""
+
+    face_crops: Tuple[np.ndarray, ...]
+    audio_pcm16: Tuple[np.ndarray, ...]
 
 
 def _rounded(value: Optional[float], digits: int = 3) -> Optional[float]:
@@ -86,7 +132,7 @@ class Tick:
 
 @dataclass(frozen=True)
 class VoteResult:
-    """The frame-vote rule's reading (edge.screen.vote): a level with its advice
+    """The frame-vote rule's reading (edge.rules.vote): a level with its advice
     message, or an abstention with its reason."""
 
     status: str  # "ok" | "abstained"
@@ -141,7 +187,8 @@ class PHQ8Result:
         interval = None
         if data.get("status") == "ok":
             mu, sigma = float(data["mu"]), float(data["sigma"])
-            interval = (round(max(0.0, mu - INTERVAL_Z * sigma), 2), round(min(PHQ8_MAX, mu + INTERVAL_Z * sigma), 2))
+            low, high = phq8_interval(mu, sigma)
+            interval = (round(low, 2), round(high, 2))
         return cls(status=data["status"], mu=data.get("mu"), sigma=data.get("sigma"), interval=interval,
                    band=data.get("band"), ticks=int(data.get("ticks", 0)), reason=data.get("reason"),
                    note=data.get("note"), input=data.get("input"))
@@ -203,16 +250,17 @@ class ModelInfo:
 class SessionResult:
     """A whole session: both readings, data quality, abstentions, timings and model ids.
 
-    complete: False when the session was cut short (stop_reason says why); its readings
-    are still those of the part that ran. outputs: where it was saved (summary_file,
-    database, features_file), filled by the writer.
+    complete: False when the session was cut short (stop_reason says why: a StopReason,
+    written as its text); its readings are still those of the part that ran. outputs:
+    where it was saved (summary_file, database, features_file), filled by the writer.
+    media: the kept face crops and audio (None unless `output.store_media: true`).
     """
 
     session_id: str
     started_utc: str
     profile: str
     complete: bool
-    stop_reason: str
+    stop_reason: StopReason
     duration_s: float
     sources: Dict[str, Optional[str]]
     models: Dict[str, ModelInfo]
@@ -226,6 +274,7 @@ class SessionResult:
     demo_weights: bool
     notice: str = SCREENING_DISCLAIMER
     outputs: Dict[str, str] = field(default_factory=dict)
+    media: Optional[SessionMedia] = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> Dict:
         """The JSON summary (the layout `edge run` has always written, plus `quality`,
@@ -236,7 +285,7 @@ class SessionResult:
             "profile": self.profile,
             "notice": self.notice,
             "complete": self.complete,
-            "stop_reason": self.stop_reason,
+            "stop_reason": str(self.stop_reason),
             "duration_s": round(self.duration_s, 1),
             "sources": dict(self.sources),
             "models": {k: v.to_dict() for k, v in self.models.items()},

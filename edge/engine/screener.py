@@ -1,8 +1,8 @@
 """The Screener: models, detector and interpreters loaded once, then any number of sessions.
 
-    from edge import Screener
+    from edge import Screener, ScreenerOptions
 
-    with Screener.from_profile("firmware_configs/desktop.yaml") as screener:
+    with Screener(ScreenerOptions.from_profile("firmware_configs/desktop.yaml")) as screener:
         # source mode: a camera, a microphone or files, as `edge run` does
         run = screener.run(video="edge/samples/demo_face.mp4", audio="edge/samples/demo_speech.wav", fast=True)
         for tick in run:                    # lazy: the sources are read as you iterate
@@ -14,9 +14,12 @@
             session.push_frame(image_bgr, timestamp_ms=0)
         print(session.result.vote.level)
 
+        # before a run: which sources exist and open now (never raises)
+        probe = screener.probe(video="camera:0", audio="mic")
+
 One session runs at a time (the models keep no per-session state but the LSTM-MoE's
 carried (h, c) and the face tracker, both reset when a session starts). Everything
-heavy happens in `create_from_options`, so a session starts in milliseconds. A program
+heavy happens in `Screener(options)`, so a session starts in milliseconds. A program
 that runs sessions for months calls `edge.engine.memory.release_memory()` between them,
 when nothing waits (the kiosk does, once the result is on screen): RSS then stays flat.
 """
@@ -25,35 +28,44 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Sequence, Union
 
 from edge import DEMO_WEIGHTS_NOTICE
-from edge.config import Section, load_config
+from edge.config import EngineConfig, Profile, load_config, updated
 from edge.engine.memory import bound_malloc_arenas
 from edge.engine.models import emotion_flops, load_models, severity_flops
 from edge.engine.results import ModelInfo, Tick
 from edge.engine.session import Session
 from edge.errors import EdgeError
-from edge.features.detectors import open_face_detector
+from edge.models.detectors import open_face_detector
 from edge.stream.faces import FaceTracker
 from edge.telemetry import LatencySamples, MetricsServer, StageTimer
 
 
-@dataclass
+@dataclass(frozen=True)
 class ScreenerOptions:
-    """What a Screener is made from: a validated device profile (edge.config) and where
-    the models live. `detector` overrides the profile's face.detector."""
+    """What a Screener is made from (frozen; a Screener never changes it): the engine's
+    part of a validated profile (edge.config.EngineConfig; a whole Profile is cut down to
+    it), where the models live, and `detector` to override the profile's face.detector."""
 
-    config: Section = field(default_factory=lambda: load_config(None))
+    config: EngineConfig = field(default_factory=lambda: load_config(None).engine)
     models_dir: Optional[str] = None
     detector: Optional[str] = None
     bound_malloc_arenas: bool = True  # flat RSS over many sessions (edge.engine.memory)
+
+    def __post_init__(self) -> None:
+        config: Union[EngineConfig, Profile] = self.config
+        if isinstance(config, Profile):
+            object.__setattr__(self, "config", config.engine)
+        elif not isinstance(config, EngineConfig):
+            raise TypeError(f"ScreenerOptions.config must be an edge.config Profile or EngineConfig, "
+                            f"got {type(config).__name__}")
 
     @classmethod
     def from_profile(cls, path: Optional[str] = None, models_dir: Optional[str] = None,
                      detector: Optional[str] = None) -> ScreenerOptions:
         """Options from a profile YAML (None: the built-in defaults); one-line EdgeError if bad."""
-        return cls(load_config(path), models_dir, detector)
+        return cls(load_config(path).engine, models_dir, detector)
 
 
 class Screener:
@@ -62,9 +74,9 @@ class Screener:
     def __init__(self, options: ScreenerOptions):
         config = options.config
         if options.detector:
-            config.face.detector = options.detector
+            config = updated(config, {"face.detector": options.detector}, "--detector")
         self.options = options
-        self.config = config
+        self.config: EngineConfig = config
         if options.bound_malloc_arenas:
             bound_malloc_arenas()
         # Every session's stages and frame ages, for /metrics: exact histograms, no percentile
@@ -90,15 +102,6 @@ class Screener:
         if self.severity_manifest is not None:
             self.flops_per_call["infer_severity_ms"] = severity_flops(self.severity_manifest)
 
-    @classmethod
-    def create_from_options(cls, options: ScreenerOptions) -> Screener:
-        return cls(options)
-
-    @classmethod
-    def from_profile(cls, path: Optional[str] = None, models_dir: Optional[str] = None,
-                     detector: Optional[str] = None) -> Screener:
-        return cls(ScreenerOptions.from_profile(path, models_dir, detector))
-
     # ----- sessions ------------------------------------------------------------------
     def session(self, video: bool = True, audio: bool = True, on_tick: Optional[Callable[[Tick], None]] = None,
                 video_fps: Optional[float] = None, now_s: Optional[Callable[[], float]] = None,
@@ -117,15 +120,28 @@ class Screener:
 
     def run(self, video: Optional[str] = None, audio: Optional[str] = None, fast: bool = False,
             duration_s: Optional[float] = None, on_tick: Optional[Callable[[Tick], None]] = None,
-            capture_factory=None, pyaudio_module=None, on_frame: Optional[Callable] = None):
+            capture_factory=None, pyaudio_module=None, on_frame: Optional[Callable] = None,
+            on_audio: Optional[Callable] = None):
         """A source-mode session: `video` is "camera:N", "gst:<pipeline>", "picamera2" or a
-        file, `audio` is "mic", "mic:N" or a WAV file (either may be None). Returns a
+        file, `audio` is "mic", "mic:N" or an audio file (either may be None). Returns a
         SourceRun: iterate it for ticks, then read `.result`. fast: read files as fast as
-        possible instead of in real time; duration_s: stop after this much media."""
+        possible instead of in real time; duration_s: stop after this much media.
+        on_frame(frame, face_box): each frame before analysis (a live preview);
+        on_audio(samples): each 16 kHz float32 chunk the session gets (an audio tap).
+        Raises SourceError (`.stream` names it) when a source cannot be opened."""
         from edge.engine.sources import SourceRun
 
         return SourceRun(self, video, audio, fast=fast, duration_s=duration_s, on_tick=on_tick,
-                         capture_factory=capture_factory, pyaudio_module=pyaudio_module, on_frame=on_frame)
+                         capture_factory=capture_factory, pyaudio_module=pyaudio_module, on_frame=on_frame,
+                         on_audio=on_audio)
+
+    def probe(self, video: Optional[str] = None, audio: Optional[str] = None, pyaudio_module=None):
+        """Which of these sources (as `run` takes them) exist and open now: a SourceProbe
+        with, per stream, `ok`, the one-line `reason` when not, `live` and a file's
+        `length_s`. Never raises for a source that is missing."""
+        from edge.engine.sources import probe_sources
+
+        return probe_sources(self.config, video, audio, pyaudio_module)
 
     def _session_ended(self, session: Session) -> None:
         for name, value in session.counters().items():
@@ -156,11 +172,13 @@ class Screener:
             return active.telemetry.snapshot()
         return self.last_result.timings if self.last_result is not None else {}
 
-    def serve_metrics(self, host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None) -> MetricsServer:
+    def serve_metrics(self, host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None,
+                      server_names: Sequence[str] = ()) -> MetricsServer:
         """Serve /metrics (Prometheus) and /metrics.json for every session of this Screener;
         close() the server when done. Port 0 picks a free port (`.port`). A host that is not
-        loopback needs a token (sent as `Authorization: Bearer ...`)."""
-        return MetricsServer(self, host, port, token)
+        loopback needs a token (sent as `Authorization: Bearer ...`). server_names: host
+        names (besides its addresses) a request's Host header may give; others get 403."""
+        return MetricsServer(self, host, port, token, server_names)
 
     # ----- what ran ------------------------------------------------------------------
     def model_info(self) -> Dict[str, ModelInfo]:

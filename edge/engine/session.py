@@ -27,7 +27,10 @@ from edge.engine.results import (
     DataQuality,
     PHQ8Result,
     RunningEstimate,
+    SessionMedia,
     SessionResult,
+    StopKind,
+    StopReason,
     Tick,
     VoteResult,
     abstentions_of,
@@ -62,14 +65,15 @@ class Session:
     video / audio: whether frames / audio will come (a session may have one or both).
     on_tick: called with each Tick as it closes (also returned by the push methods).
     video_fps: the source's frame rate when known (for the share of frames with a face).
-    on_frame: called with each Frame before it is analysed (a kiosk's live preview);
-    the face the tracker follows is `screener.tracker.box` (frame pixels).
+    on_frame: called as `on_frame(frame, face_box)` with each Frame before it is
+    analysed (a kiosk's live preview); face_box is the face the tracker follows, (x, y, w,
+    h) in frame pixels, or None when no face is followed.
     """
 
     def __init__(self, screener, video: bool = True, audio: bool = True,
                  on_tick: Optional[Callable[[Tick], None]] = None, video_fps: Optional[float] = None,
                  now_s: Optional[Callable[[], float]] = None, session_id: Optional[str] = None,
-                 on_frame: Optional[Callable[[Frame], None]] = None):
+                 on_frame: Optional[Callable[[Frame, Optional[Tuple[int, int, int, int]]], None]] = None):
         if not (video or audio):
             raise EdgeError("a session needs video, audio or both")
         config = screener.config
@@ -129,7 +133,8 @@ class Session:
         """A Frame as the capture readers make them (the source mode's path)."""
         self._frames_pushed += 1
         if self.on_frame is not None and frame.image is not None:
-            self.on_frame(frame)
+            box = self.screener.tracker.box
+            self.on_frame(frame, None if box is None else tuple(int(v) for v in box))
         with self.timer.stage("total_frame_ms"):
             return self._emit(self.engine.push_frame(frame))
 
@@ -219,18 +224,22 @@ class Session:
         self.timer.add("finish_ms", (time.perf_counter() - started) * 1000.0)
         return ticks
 
-    def finish(self, stop_reason: str = "sources ended", complete: bool = True) -> SessionResult:
-        """Close every remaining tick and build the result (once; later calls return it)."""
+    def finish(self, stop_reason: Optional[StopReason] = None) -> SessionResult:
+        """Close every remaining tick and build the result (once; later calls return it).
+
+        stop_reason: why the session ends (default: its sources ended, a complete session);
+        the result is complete when the kind is SOURCES_ENDED or DURATION_REACHED."""
         if self.result is not None:
             return self.result
+        stop = stop_reason or StopReason(StopKind.SOURCES_ENDED)
         try:
             self.close_ticks()
         except (Exception, KeyboardInterrupt) as exc:  # keep the session record whatever happens here
-            if complete:
-                stop_reason = "interrupted while closing"
-            complete = False
+            if stop.complete:
+                stop = StopReason(StopKind.INTERRUPTED, "interrupted while closing") \
+                    if isinstance(exc, KeyboardInterrupt) else StopReason.internal_error(exc, " while closing")
             self.warnings.append(f"closing the last ticks failed: {type(exc).__name__}: {exc}")
-        self.result = self._result(stop_reason, complete)
+        self.result = self._result(stop)
         self.screener._session_ended(self)
         return self.result
 
@@ -261,7 +270,7 @@ class Session:
                 gaps[name] = found
         return gaps
 
-    def _result(self, stop_reason: str, complete: bool) -> SessionResult:
+    def _result(self, stop_reason: StopReason) -> SessionResult:
         engine = self.engine
         screener = self.screener
         counters = self.counters()
@@ -281,10 +290,15 @@ class Session:
             audio_overflow_samples=int(counters.get("audio_overflow_samples", 0)), gaps=self._gaps())
         return SessionResult(
             session_id=self.session_id, started_utc=self.started_utc, profile=self.config.profile,
-            complete=complete, stop_reason=stop_reason, duration_s=engine.ticks * TICK_S,
+            complete=stop_reason.complete, stop_reason=stop_reason, duration_s=engine.ticks * TICK_S,
             sources=dict(self.sources), models=screener.model_info(), vote=vote, phq8=phq8, quality=quality,
             abstentions=abstentions_of(vote, phq8), notes=list(self.notes), warnings=list(self.warnings),
-            timings=self.telemetry.snapshot(), demo_weights=screener.demo_weights)
+            timings=self.telemetry.snapshot(), demo_weights=screener.demo_weights, media=self._media())
+
+    def _media(self) -> Optional[SessionMedia]:
+        if not self.engine.keep_media:
+            return None
+        return SessionMedia(tuple(self.engine.media_crops), tuple(self.engine.media_audio))
 
     # ----- context manager -----------------------------------------------------------
     def __enter__(self) -> Session:
@@ -294,6 +308,7 @@ class Session:
         if self.result is None:
             if kind is None:
                 self.finish()
+            elif kind is KeyboardInterrupt:
+                self.finish(StopReason(StopKind.INTERRUPTED))
             else:
-                reason = "interrupted" if kind is KeyboardInterrupt else f"internal error: {kind.__name__}: {value}"
-                self.finish(stop_reason=reason, complete=False)
+                self.finish(StopReason.internal_error(value))

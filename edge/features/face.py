@@ -1,11 +1,11 @@
-"""Face detection, the crop rule and mini-Xception preprocessing.
+"""The crop rule and mini-Xception preprocessing of detected faces.
 
 The same functions prepare faces for training/calibration in `export/` and for
 inference on the device, so the two cannot drift apart.
 
-Detectors (`edge.features.detectors.open_face_detector`): "haar" (OpenCV's cascade,
-below) or "blazeface" (edge/features/blazeface.py); both have `detect(image, gray=None)`
-returning boxes (x, y, w, h) in frame pixels, largest first.
+Detectors (`edge.models.detectors.open_face_detector`): "haar" (OpenCV's cascade,
+edge/models/haar.py) or "blazeface" (edge/models/blazeface.py); both have
+`detect(image, gray=None)` returning boxes (x, y, w, h) in frame pixels, largest first.
 
 Crop rule ("square_margin"): the detector's box is made square around its centre
 (side = the longer of width and height), grown by `margin_ratio` of that side on each
@@ -13,8 +13,7 @@ edge, and cut from the grey frame; parts outside the frame repeat the border pix
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
 
@@ -72,52 +71,3 @@ def preprocess_faces(crops: Sequence[np.ndarray], input_size: int, scale: float 
     out *= scale
     out += offset
     return out
-
-
-class HaarFaceDetector:
-    """OpenCV's frontal-face Haar cascade (ships with opencv-python-headless 4.x).
-
-    `downscale` runs detection on a smaller copy of the frame (boxes are mapped back),
-    which is the cheap knob for speed on a device.
-    """
-
-    name = "haar"
-
-    def __init__(self, cascade_path: Optional[str] = None, scale_factor: float = 1.1,
-                 min_neighbors: int = 5, min_size: int = 40, downscale: float = 1.0):
-        cv2 = import_cv2()
-        if not hasattr(cv2, "CascadeClassifier"):
-            raise EdgeError(
-                f"OpenCV {cv2.__version__} has no Haar cascades (removed in 5.x): "
-                "install opencv-python-headless<5"
-            )
-        if cascade_path is None:
-            cascade_path = str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml")
-        self.cascade = cv2.CascadeClassifier(cascade_path)
-        if self.cascade.empty():
-            raise EdgeError(f"cannot load the Haar cascade {cascade_path}")
-        self.scale_factor = scale_factor
-        self.min_neighbors = min_neighbors
-        self.min_size = min_size
-        self.downscale = downscale
-
-    def detect(self, image: np.ndarray, gray: Optional[np.ndarray] = None) -> List[Box]:
-        """Face boxes (x, y, w, h) in frame pixels, largest first.
-
-        image: the grey, BGR or BGRA uint8 frame; gray: its grey version when the caller
-        already has it (the cascade works on grey; this saves a conversion).
-        """
-        cv2 = import_cv2()
-        if gray is None:
-            gray = to_gray(image)
-        small = gray
-        if self.downscale != 1.0:
-            small = cv2.resize(gray, None, fx=self.downscale, fy=self.downscale,
-                               interpolation=cv2.INTER_AREA)
-        min_side = max(8, int(self.min_size * self.downscale))
-        found = self.cascade.detectMultiScale(
-            small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-            minSize=(min_side, min_side))
-        boxes = [tuple(int(round(v / self.downscale)) for v in box) for box in found]
-        boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
-        return boxes

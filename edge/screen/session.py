@@ -7,8 +7,8 @@ import numpy as np
 
 from edge import DEMO_WEIGHTS_NOTICE, SCREENING_DISCLAIMER
 from edge.features.tick import EMOTIONS
-from edge.screen.vote import vote_rule
-from edge.stream.severity import SeverityEstimate
+from edge.models.severity import SeverityEstimate
+from edge.rules.vote import vote_rule
 
 AUDIO_ONLY = "audio only: visual inputs zero"
 

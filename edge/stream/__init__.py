@@ -1,10 +1,2 @@
-"""Streaming inference: models advanced tick by tick with their state carried."""
-from edge.stream.severity import (
-    BAND_NAMES,
-    SeverityEstimate,
-    SeverityModel,
-    SeverityStream,
-    phq8_band,
-)
-
-__all__ = ["BAND_NAMES", "SeverityEstimate", "SeverityModel", "SeverityStream", "phq8_band"]
+"""The streaming engine: frames and audio fused on the 100 ms clock (edge.stream.engine), faces
+tracked between detections (edge.stream.faces); the models it advances live in edge.models."""

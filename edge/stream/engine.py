@@ -37,7 +37,7 @@ from edge.features.tick import (
     TickFeatureAssembler,
     VisualTick,
 )
-from edge.stream.severity import SeverityEstimate
+from edge.models.severity import SeverityEstimate
 from edge.telemetry import LatencySamples, StageTimer
 
 _EPS = 1e-6

@@ -12,7 +12,8 @@ import torch
 
 from edge.backends import open_backend
 from edge.features import audio, tick
-from edge.stream.severity import BAND_CUTOFFS, BAND_NAMES, BAND_UPPER, MODEL_NAME, SeverityModel
+from edge.models.severity import MODEL_NAME, SeverityModel
+from edge.rules.phq8 import BAND_CUTOFFS, BAND_NAMES, BAND_UPPER
 from export.convert import lstm_export
 from export.data.sequences import split
 from export.data.synthetic import synthetic_sessions
@@ -162,7 +163,7 @@ def _build_moe(models_dir: Path, sessions: int, steps: int, epochs: int, seed: i
         "bands": [{"name": n, "min": lo, "max": hi} for n, lo, hi in
                   zip(BAND_NAMES, (0,) + tuple(u + 1 for u in BAND_UPPER[:-1]), BAND_UPPER)],
         "band_rule": "the continuous estimate, clipped to 0-24, is in a band from its cut-off on: "
-                     f"cut-offs {list(BAND_CUTOFFS)} (edge.stream.severity.phq8_band)",
+                     f"cut-offs {list(BAND_CUTOFFS)} (edge.rules.phq8.phq8_band)",
         "preprocess": {
             "tick_ms": tick.TICK_MS,
             "features": "edge.features.tick (natural units; z-scored inside the graph)",

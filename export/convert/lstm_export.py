@@ -17,7 +17,7 @@ from typing import Dict, Tuple
 import numpy as np
 import torch
 
-from edge.stream.severity import SeverityModel
+from edge.models.severity import SeverityModel
 from export.models.lstm_moe import LstmMoE
 
 ONNX_OPSET = 17

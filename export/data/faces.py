@@ -14,7 +14,8 @@ from typing import List
 import cv2
 import numpy as np
 
-from edge.features.face import HaarFaceDetector, preprocess_faces, square_crop
+from edge.features.face import preprocess_faces, square_crop
+from edge.models.haar import HaarFaceDetector
 
 CALIBRATION_IDS = range(0, 60)
 TEST_IDS = range(60, 100)

@@ -6,7 +6,7 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-from edge.stream.severity import phq8_band_index
+from edge.rules.phq8 import phq8_band_index
 
 # Upper bounds (inclusive) of the PHQ-8 severity bands; the last band ends at 24.
 
@@ -22,7 +22,7 @@ class LabelledSequence:
 
 
 def band_of(score: float) -> int:
-    """Band index of a PHQ-8 score, by the device's own rule (edge.stream.severity)."""
+    """Band index of a PHQ-8 score, by the device's own rule (edge.rules.phq8)."""
     return phq8_band_index(score)
 
 

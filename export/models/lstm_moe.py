@@ -25,7 +25,6 @@ from torch import nn
 
 from edge.features import tick
 
-PHQ8_MAX = 24.0
 # Experts predict around the middle of the scale; this keeps initial outputs in range.
 MU_CENTRE = 12.0
 MU_SCALE = 6.0

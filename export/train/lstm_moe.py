@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from edge.stream.severity import BAND_CUTOFFS
+from edge.rules.phq8 import BAND_CUTOFFS, PHQ8_MAX
 from export.data.sequences import LabelledSequence, band_of, feature_stats
 from export.models.lstm_moe import LstmMoE
 
@@ -93,7 +93,7 @@ def predict(model: LstmMoE, sequences: Sequence[LabelledSequence], steps: int = 
 def metrics(predicted: np.ndarray, sequences: Sequence[LabelledSequence]) -> Dict[str, float]:
     """MAE, RMSE (PHQ-8 points), band accuracy, and the share of scores inside mu +/- sigma."""
     target = np.array([s.score for s in sequences], dtype=np.float64)
-    mu = np.clip(predicted[:, 0], 0.0, 24.0)
+    mu = np.clip(predicted[:, 0], 0.0, PHQ8_MAX)
     sigma = predicted[:, 1]
     bands_hit = [band_of(m) == band_of(t) for m, t in zip(mu, target)]
     return {

@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from edge import EdgeError
 from edge.apps.kiosk import run
-from edge.errors import EdgeError
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Optional, Tuple
 
-from edge.errors import EdgeError
+from edge import EdgeError
 
 
 def choose_sources(args, config) -> Tuple[Optional[str], Optional[str]]:
@@ -35,26 +35,24 @@ def run(args) -> int:
     """args: config, port (None: the profile's), video, audio, models_dir; static_dir
     (optional, the page's folder; default: the one shipped in the package)."""
     started = time.monotonic()
+    from edge import Screener, ScreenerOptions, SourceError, check_outputs, load_config, probe_sources
     from edge.apps.kiosk.controller import KioskController
     from edge.apps.kiosk.server import STATIC_DIR, KioskServer, load_page
-    from edge.capture.audio import WavSource
-    from edge.capture.video import FileSource
-    from edge.engine import Screener, ScreenerOptions
-    from edge.engine.outputs import check_outputs
 
-    options = ScreenerOptions.from_profile(args.config, getattr(args, "models_dir", None))
+    profile = load_config(args.config)
+    options = ScreenerOptions(profile.engine, getattr(args, "models_dir", None))
     config = options.config
-    kiosk = config.kiosk
+    kiosk = profile.kiosk
     port = kiosk.port if getattr(args, "port", None) is None else int(args.port)
     if not 0 <= port <= 65535:
         raise EdgeError(f"--port must be a TCP port (0..65535; 0 picks a free one), got {port}")
     page = load_page(Path(getattr(args, "static_dir", None) or STATIC_DIR))
     check_outputs(config.output, None)
     video, audio = choose_sources(args, config)
-    if getattr(args, "video", None):
-        FileSource(args.video)  # a file named on the command line must be there: one line now
-    if getattr(args, "audio", None):
-        WavSource(args.audio)
+    # A file named on the command line must be there: one line now, before the models load.
+    named = probe_sources(config, getattr(args, "video", None), getattr(args, "audio", None))
+    for failed in named.failed:
+        raise SourceError(failed.stream, failed.reason)
 
     stop = threading.Event()
     received = []
@@ -67,9 +65,10 @@ def run(args) -> int:
     server = None
     controller = None
     try:
-        server = KioskServer(None, kiosk.host, port, kiosk.token, page)  # binds now: a port in use fails here
-        screener = Screener.create_from_options(options)  # models checked (sha256) and loaded
-        controller = KioskController(screener, video, audio)
+        # Binds now: a port in use fails here, before the models load.
+        server = KioskServer(None, kiosk.host, port, kiosk.token, page, kiosk.server_names)
+        screener = Screener(options)  # models checked (sha256) and loaded
+        controller = KioskController(screener, kiosk, video, audio)
         server.controller = controller
         controller.begin()
         server.start()

@@ -18,15 +18,11 @@ import os
 import sys
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from edge import EdgeError, SessionWriter, SourceError, SourceProbe, StopKind, first_line, release_memory
 from edge.apps.kiosk.preview import Preview
 from edge.apps.kiosk.views import STOPPED_BY_VISITOR, WALKED_AWAY, LiveView, result_view
-from edge.capture.audio import WavSource, open_audio_source
-from edge.capture.video import FileSource, check_opens, open_video_source
-from edge.engine.memory import release_memory
-from edge.engine.outputs import SessionWriter
-from edge.errors import EdgeError, first_line
 
 PROBE_EVERY_S = 2.0  # the sources are tried again this often while they are missing
 
@@ -35,13 +31,16 @@ def _log(message: str) -> None:
     print(f"edge kiosk: {message}", file=sys.stderr, flush=True)
 
 
-def _missing_text(error: str, video: Optional[str], audio: Optional[str]) -> str:
-    """What the page says when the sources cannot be opened."""
-    low = error.lower()
-    if low.startswith("video") or "camera" in low or "gstreamer" in low or "picamera" in low:
-        what = "The camera is not available"
-    elif "microphone" in low or "pyaudio" in low or low.startswith("audio"):
-        what = "The microphone is not available"
+_DEVICE_NAMES = {"video": "The camera", "audio": "The microphone"}
+
+
+def _missing_text(streams: Sequence[str], error: str) -> str:
+    """What the page says when the sources cannot be opened: `streams` are those that
+    failed ("video", "audio"; none: nothing is configured)."""
+    if len(streams) == 1:
+        what = f"{_DEVICE_NAMES[streams[0]]} is not available"
+    elif streams:
+        what = "The camera and the microphone are not available"
     else:
         what = "The camera or microphone is not available"
     return f"{what}. Trying again every {PROBE_EVERY_S:.0f} seconds. Staff: {error}"
@@ -50,15 +49,17 @@ def _missing_text(error: str, video: Optional[str], audio: Optional[str]) -> str
 class KioskController:
     """Sessions for the kiosk page; see the module docstring.
 
-    screener: a loaded edge.engine.Screener. video / audio: source specs as
-    `Screener.run` takes them (files are replayed in real time, as if live).
+    screener: a loaded edge.Screener. kiosk: the profile's `kiosk` section. video /
+    audio: source specs as `Screener.run` takes them (files are replayed in real time, as
+    if live).
     """
 
-    def __init__(self, screener, video: Optional[str], audio: Optional[str], now: Callable[[], float] = time.time):
+    def __init__(self, screener, kiosk, video: Optional[str], audio: Optional[str],
+                 now: Callable[[], float] = time.time):
         config = screener.config
         self.screener = screener
         self.config = config
-        self.kiosk = config.kiosk
+        self.kiosk = kiosk
         self.video = video
         self.audio = audio
         self.now = now
@@ -79,7 +80,7 @@ class KioskController:
         self._reset_at = 0.0
         self._next_probe = 0.0
         self._capture_ended = 0.0
-        self._file_lengths: Dict[str, Optional[float]] = {}
+        self._file_lengths: Optional[Tuple[Optional[float], ...]] = None
         # What the welcome screen says (fixed for the process's life).
         self._info = {"capture_seconds": round(self._expected_s(), 1),
                       "result_seconds": float(self.kiosk.result_seconds),
@@ -93,10 +94,10 @@ class KioskController:
     def begin(self) -> None:
         """Try the sources once (camera missing: the page says so and it is retried), then
         start the timer that resets the result screen and retries missing sources."""
-        error = self._probe()
+        probe = self._probe()
         with self._lock:
-            if error is not None:
-                self._set_missing(error)
+            if probe is not None:
+                self._set_missing(*probe)
         self._ticker.start()
 
     def close(self, reason: str = "interrupted: the kiosk was stopped", timeout_s: float = 30.0) -> None:
@@ -107,7 +108,7 @@ class KioskController:
             run, thread = self._run, self._thread
             if run is not None:
                 self._stop_requested = reason
-                run.stop(reason)
+                run.stop(reason, kind=StopKind.INTERRUPTED)
             self._bump()
         if thread is not None:
             thread.join(timeout_s)
@@ -128,20 +129,19 @@ class KioskController:
             try:
                 run = self.screener.run(self.video, self.audio, fast=False,
                                         duration_s=float(self.kiosk.capture_seconds), on_frame=self._on_frame)
-            except EdgeError as exc:
-                self._set_missing(str(exc))
+            except SourceError as exc:
+                self._set_missing([exc.stream], first_line(exc))
                 return False, self._state()
             self._run = run
             self._session_id = run.session_id
             self._stop_requested = None
             self._result = None
             self._live = LiveView(self._expected_s(), self.kiosk.prompts, self.kiosk.min_brightness,
-                                  self.kiosk.walk_away_seconds, has_video=run.video_source is not None,
-                                  has_audio=run.audio_source is not None)
+                                  self.kiosk.walk_away_seconds, has_video=run.has_video, has_audio=run.has_audio)
             try:
                 writer = SessionWriter(self.config.output, run.session_id, None, self.config.models.severity.context)
             except EdgeError:
-                run.session.finish(stop_reason="outputs cannot be written", complete=False)
+                run.close("outputs cannot be written", kind=StopKind.OUTPUT_FAILED)
                 self._run = None
                 raise
             if self.preview is not None:
@@ -161,7 +161,7 @@ class KioskController:
         with self._lock:
             if self._phase == "capture" and self._run is not None:
                 self._stop_requested = reason
-                self._run.stop(reason)
+                self._run.stop(reason, tag=STOPPED_BY_VISITOR)
             return self._state()
 
     def reset(self) -> Dict:
@@ -204,11 +204,11 @@ class KioskController:
             state["capture_ended_ms"] = int(self._capture_ended * 1000)
         return state
 
-    def _set_missing(self, error: str) -> None:
+    def _set_missing(self, streams: Sequence[str], error: str) -> None:
         if self._phase != "camera_missing":
             _log(f"sources not available: {error}")
         self._phase = "camera_missing"
-        self._message = _missing_text(error, self.video, self.audio)
+        self._message = _missing_text(streams, error)
         self._next_probe = time.monotonic() + PROBE_EVERY_S
         self._bump()
 
@@ -222,42 +222,30 @@ class KioskController:
     def _expected_s(self) -> float:
         """capture_seconds, or the recording's length when a file is shorter."""
         expected = float(self.kiosk.capture_seconds)
-        for spec, kind in ((self.video, "video"), (self.audio, "audio")):
-            if not spec or not os.path.isfile(spec):
-                continue
-            if spec not in self._file_lengths:
-                try:
-                    if kind == "video":
-                        source = FileSource(spec)
-                        self._file_lengths[spec] = source.frame_count / source.fps if source.frame_count else None
-                    else:
-                        self._file_lengths[spec] = WavSource(spec).duration_s
-                except EdgeError:
-                    continue
-            length = self._file_lengths[spec]
+        if self._file_lengths is None:
+            probe = self.screener.probe(self._file(self.video), self._file(self.audio))
+            self._file_lengths = tuple(p.length_s for p in (probe.video, probe.audio) if p is not None and p.ok)
+        for length in self._file_lengths:
             if length:
                 expected = min(expected, length)
         return expected
 
-    def _probe(self) -> Optional[str]:
-        """None when the sources open now, else the one-line reason."""
-        vcfg, acfg = self.config.video, self.config.audio
-        try:
-            source = open_video_source(self.video, False, vcfg.width, vcfg.height, vcfg.fps)
-            if source is not None:
-                check_opens(source)
-            audio = open_audio_source(self.audio, acfg.device_rates_hz, acfg.chunk_ms)
-            if audio is not None and hasattr(audio, "close") and getattr(audio, "live", False):
-                audio.close()
-        except EdgeError as exc:
-            return first_line(exc)
-        if self.video is None and self.audio is None:
-            return "no video or audio source configured"
-        return None
+    @staticmethod
+    def _file(spec: Optional[str]) -> Optional[str]:
+        return spec if spec and os.path.isfile(spec) else None
 
-    def _on_frame(self, frame) -> None:
+    def _probe(self) -> Optional[Tuple[List[str], str]]:
+        """None when the sources open now, else (the streams that failed, one line why)."""
+        if self.video is None and self.audio is None:
+            return [], "no video or audio source configured"
+        probe: SourceProbe = self.screener.probe(self.video, self.audio)
+        if probe.ok:
+            return None
+        return [p.stream for p in probe.failed], "; ".join(p.reason for p in probe.failed)
+
+    def _on_frame(self, frame, face_box) -> None:
         if self.preview is not None:
-            self.preview.offer(frame.image, self.screener.tracker.box)
+            self.preview.offer(frame.image, face_box)
 
     def _session_main(self, run, writer: SessionWriter) -> None:
         live = self._live
@@ -270,7 +258,7 @@ class KioskController:
                     live.add(tick)
                     if live.walked_away() and self._stop_requested is None:
                         self._stop_requested = f"{WALKED_AWAY}: no face for {live.walk_away_s:g} s"
-                        run.stop(self._stop_requested)
+                        run.stop(self._stop_requested, tag=WALKED_AWAY)
                     self._bump()
         except Exception as exc:  # an internal error: keep what ran, say so, go on with the next visitor
             _log(f"session {run.session_id} failed: {type(exc).__name__}: {first_line(exc)}")
@@ -284,10 +272,7 @@ class KioskController:
             result = run.result
             lost: List[str] = []
             if result is not None:
-                media = None
-                if self.config.output.store_media:
-                    media = (run.session.engine.media_crops, run.session.engine.media_audio)
-                lost = writer.close(result, media)
+                lost = writer.close(result)
                 if lost:
                     _log(f"session {result.session_id} NOT saved: {', '.join(lost)} lost")
                 else:
@@ -318,12 +303,12 @@ class KioskController:
                 elif self._phase == "camera_missing" and time.monotonic() >= self._next_probe:
                     probe = True
             if probe:
-                error = self._probe()
+                missing = self._probe()
                 with self._lock:
                     if self._phase != "camera_missing":
                         continue
-                    if error is None:
+                    if missing is None:
                         _log("sources available again")
                         self._to_welcome()
                     else:
-                        self._set_missing(error)
+                        self._set_missing(*missing)

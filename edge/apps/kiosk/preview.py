@@ -13,8 +13,6 @@ import threading
 import time
 from typing import Optional, Tuple
 
-from edge.features.face import import_cv2
-
 JPEG_QUALITY = 70
 BOX_COLOUR_BGR = (80, 200, 60)
 
@@ -95,7 +93,8 @@ class Preview:
             return self._jpeg, self._seq
 
     def _encode(self, image, box) -> Optional[bytes]:
-        cv2 = import_cv2()
+        import cv2  # the engine has it loaded already (a device dependency)
+
         height, width = image.shape[:2]
         scale = self.width / float(width)
         small = cv2.resize(image, (self.width, max(1, int(round(height * scale)))), interpolation=cv2.INTER_AREA)

@@ -9,28 +9,24 @@
     GET  /preview.mjpg      the live preview (MJPEG) while capturing; loopback clients only
     POST /api/start | /api/stop | /api/reset    (need the header `X-Kiosk-Request: 1`)
 
-Access: with no token (the default) the server binds a loopback address only and
-refuses requests whose Host header is not this server (a web page elsewhere cannot
-reach it through DNS rebinding). With `kiosk.token` every request must carry it: the
+Access (edge.http_server): requests whose Host header is not this server are refused (a web
+page elsewhere cannot reach it through DNS rebinding). With no token (the default) the server
+binds a loopback address only; with `kiosk.token` every request must carry it: the
 `kiosk_token` cookie (set by opening /?token=...), `Authorization: Bearer ...` or
-`?token=...`. POSTs need a custom header, which a cross-site form cannot send.
+`?token=...`. POSTs need a custom header, which a cross-site form cannot send. Clients that
+send half a request, or too many at once, cannot tie the server up (see edge.http_server).
 """
 from __future__ import annotations
 
 import errno
-import hmac
 import json
 import resource
-import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Dict, Optional
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from typing import Dict, Iterable, Optional
+from urllib.parse import quote, urlsplit
 
-from edge.config import is_loopback
-from edge.errors import EdgeError
+from edge import BoundedHTTPServer, EdgeError, GuardedHandler, HttpLimits, is_loopback
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
@@ -69,92 +65,42 @@ def _rss_mb() -> Optional[float]:
     return None
 
 
-class KioskServer(ThreadingHTTPServer):
+class KioskServer(BoundedHTTPServer):
     """Binds at construction (a port in use is a one-line EdgeError); `serve_forever()`
-    (or `start()` for a background thread) serves; `close()` stops."""
+    (or `start()` for a background thread) serves; `close()` stops.
 
-    daemon_threads = True
+    server_names: names besides this server's addresses that a Host header may give (the
+    device's DNS name when the page is opened by name); limits: see edge.http_server."""
 
     def __init__(self, controller, host: str = "127.0.0.1", port: int = 8080, token: Optional[str] = None,
-                 page: Optional[Dict[str, bytes]] = None):
+                 page: Optional[Dict[str, bytes]] = None, server_names: Iterable[str] = (),
+                 limits: Optional[HttpLimits] = None):
         if not is_loopback(host) and not token:
             raise EdgeError(f"kiosk.host {host} is not a loopback address: set kiosk.token too, so that every "
                             "request must carry it (or use host 127.0.0.1)")
         self.controller = controller
-        self.token = token
         self.page = page if page is not None else load_page()
-        self.bound_host = host
         self.started_at = time.monotonic()
-        self._thread: Optional[threading.Thread] = None
-        if ":" in host:
-            self.address_family = socket.AF_INET6
         try:
-            super().__init__((host, port), KioskHandler)
+            super().__init__((host, port), KioskHandler, token, server_names, limits)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise EdgeError(f"kiosk port {port} on {host} is in use (another kiosk running?); stop it or "
                                 "choose another with --port N") from None
             raise EdgeError(f"kiosk cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        self.port = self.server_address[1]
 
-    @property
-    def url(self) -> str:
-        host = f"[{self.bound_host}]" if ":" in self.bound_host else self.bound_host
-        return f"http://{host}:{self.port}/"
-
-    def allowed_hosts(self):
-        names = {self.bound_host, "localhost", "127.0.0.1", "[::1]"}
-        if ":" in self.bound_host:
-            names.add(f"[{self.bound_host}]")
-        return {f"{name}:{self.port}" for name in names} | ({"localhost", "127.0.0.1"} if self.port == 80 else set())
-
-    def start(self) -> KioskServer:
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="kiosk http", daemon=True)
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        if self._thread is not None:
-            self.shutdown()
-            self._thread.join(5.0)
-        self.server_close()
+    def start(self, name: str = "kiosk http") -> KioskServer:
+        return super().start(name)
 
 
-class KioskHandler(BaseHTTPRequestHandler):
+class KioskHandler(GuardedHandler):
     server: KioskServer
     server_version = "edge-kiosk"
-    sys_version = ""
+    token_cookie = COOKIE
+    token_hint = "this kiosk needs its token: open /?token=..."
 
-    def log_message(self, format, *args) -> None:  # noqa: A002 (the stdlib's name)
-        pass  # one line per session goes to the log instead of one per request
-
-    # ----- access --------------------------------------------------------------------
-    def _query(self) -> Dict[str, str]:
-        return {k: v[-1] for k, v in parse_qs(urlsplit(self.path).query).items()}
-
-    def _token_given(self) -> Optional[str]:
-        auth = self.headers.get("Authorization", "")
-        if auth.startswith("Bearer "):
-            return auth[7:].strip()
-        for part in self.headers.get("Cookie", "").split(";"):
-            name, _, value = part.strip().partition("=")
-            if name == COOKIE:
-                return unquote(value)
-        return self._query().get("token")
-
-    def _allowed(self) -> bool:
-        server = self.server
-        if server.token:
-            given = self._token_given() or ""
-            if not hmac.compare_digest(given.encode(), server.token.encode()):
-                self._send_json(401, {"error": "this kiosk needs its token: open /?token=..."})
-                return False
-            return True
-        if self.headers.get("Host", "") not in server.allowed_hosts():
-            self._send_json(403, {"error": "unknown Host header"})
-            return False
-        return True
+    def refuse(self, code: int, message: str) -> None:
+        self._send_json(code, {"error": message})
 
     # ----- responses -----------------------------------------------------------------
     def _send(self, code: int, body: bytes, content_type: str, extra=()) -> None:
@@ -172,7 +118,7 @@ class KioskHandler(BaseHTTPRequestHandler):
 
     # ----- routes --------------------------------------------------------------------
     def do_GET(self) -> None:
-        if not self._allowed():
+        if not self.allowed():
             return
         path = urlsplit(self.path).path
         controller = self.server.controller
@@ -198,14 +144,13 @@ class KioskHandler(BaseHTTPRequestHandler):
             pass  # the page went away (reload, closed): nothing to do
 
     def do_POST(self) -> None:
-        if not self._allowed():
+        if not self.allowed():
             return
         if self.headers.get("X-Kiosk-Request") != "1":
             self._send_json(403, {"error": "missing X-Kiosk-Request header"})
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(min(length, 4096))
+        if self.read_body() is None:  # (the actions take no body; a malformed one is refused)
+            return
         path = urlsplit(self.path).path
         controller = self.server.controller
         try:

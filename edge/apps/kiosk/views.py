@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Deque, Dict, List, Optional, Sequence
 
-from edge import DEMO_WEIGHTS_NOTICE, SCREENING_DISCLAIMER
-from edge.engine.results import SessionResult, Tick
+from edge import DEMO_WEIGHTS_NOTICE, SCREENING_DISCLAIMER, SessionResult, StopKind, Tick
 
 HINT_WINDOW_S = 1.0  # brightness and faces are judged over the last second
 VOICE_WINDOW_S = 3.0  # no voiced audio this long while capturing: "we cannot hear you"
@@ -132,7 +131,7 @@ def result_view(result: SessionResult, lost: Sequence[str] = ()) -> Dict:
     view: Dict = {
         "session_id": result.session_id,
         "complete": result.complete,
-        "stop_reason": result.stop_reason,
+        "stop_reason": str(result.stop_reason),
         "notice": SCREENING_DISCLAIMER,
         "demo_weights": result.demo_weights,
         "demo_note": DEMO_WEIGHTS_NOTICE if result.demo_weights else None,
@@ -144,15 +143,16 @@ def result_view(result: SessionResult, lost: Sequence[str] = ()) -> Dict:
     }
     if not result.complete:
         view["abstained"] = True
-        if result.stop_reason.startswith(WALKED_AWAY):
+        stop = result.stop_reason
+        if stop.tag == WALKED_AWAY:
             view["why"] = ("No face was seen for a while, so the session stopped and gives no result. "
                            "You are welcome to start again.")
-        elif result.stop_reason.startswith(STOPPED_BY_VISITOR):
+        elif stop.tag == STOPPED_BY_VISITOR:
             view["why"] = "The session was stopped before the end, so it gives no result."
-        elif result.stop_reason.startswith("internal error"):
+        elif stop.kind is StopKind.INTERNAL_ERROR:
             # The technical reason is in the stored session and the log, not on the visitor's screen.
             view["why"] = "Something went wrong on this kiosk, so the session gives no result. Please tell the staff."
-        elif result.stop_reason.startswith("interrupted"):
+        elif stop.kind is StopKind.INTERRUPTED:
             view["why"] = "The kiosk was stopped during the session, so it gives no result."
         else:
             view["why"] = ("The camera or microphone stopped during the session, so it gives no result. "

@@ -18,9 +18,7 @@ import sqlite3
 import time
 from typing import Callable, Dict, Iterator, List, Optional
 
-from edge.errors import EdgeError, first_line
-from edge.store import ResultStore
-from edge.store.results import summary_row
+from edge import EdgeError, ResultStore, first_line, summary_row
 
 NIGHTLY_SCHEMA_VERSION = 1
 MAX_ATTEMPTS = 3
@@ -251,6 +249,11 @@ class NightlyStore:
         if state is None:
             return iter(self.db.execute("SELECT * FROM recordings ORDER BY key"))
         return iter(self.db.execute("SELECT * FROM recordings WHERE state=? ORDER BY key", (state,)))
+
+    def any_demo_weights(self) -> bool:
+        """True when any stored session ran on demo weights (reports say so)."""
+        row = self.db.execute("SELECT MAX(demo_weights) FROM sessions").fetchone()
+        return bool(row and row[0])
 
     def integrity(self) -> str:
         return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])

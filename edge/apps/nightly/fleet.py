@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 from urllib.parse import urlparse
 
-from edge.errors import EdgeError, first_line
-from edge.store.files import FILE_MODE, private_dir
+from edge import FILE_MODE, EdgeError, first_line, private_dir
 
 QOS = 1
 SENT_KEEP_DAYS = 30.0

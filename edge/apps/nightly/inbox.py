@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from edge.store.files import private_dir, write_text_atomic
+from edge import private_dir, write_text_atomic
 
 PERSON_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 NAME_RE = re.compile(r"^(\d{8}T\d{6})(?:_[^/]*)?$")

@@ -35,14 +35,11 @@ import uuid
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from edge import SCREENING_DISCLAIMER, __version__
+from edge import SCREENING_DISCLAIMER, EdgeError, __version__, first_line, load_config, private_dir
 from edge.apps.nightly import fleet
 from edge.apps.nightly.db import MAX_ATTEMPTS, NightlyStore, utc_now
 from edge.apps.nightly.inbox import Recording, Rejected, quarantine, remove_processed, scan_inbox
 from edge.apps.nightly.trends import VOICE_MEASURES, Trend, days_without_data, evaluate
-from edge.config import load_config
-from edge.errors import EdgeError, first_line
-from edge.store.files import private_dir
 
 EXIT_NOT_SAVED = 4  # a recording's results could not be written (it stays in the inbox)
 EXIT_INTERRUPTED = 130
@@ -98,9 +95,9 @@ class Night:
     # ----- recordings ----------------------------------------------------------------
     def _screener(self):
         if self.screener is None:
-            from edge.engine.screener import Screener, ScreenerOptions
+            from edge import Screener, ScreenerOptions
 
-            self.screener = Screener.create_from_options(ScreenerOptions(self.config, self.models_dir))
+            self.screener = Screener(ScreenerOptions(self.config.engine, self.models_dir))
         return self.screener
 
     def _quarantine(self, key: str, paths: List[Path], reason: str, **ids) -> None:
@@ -204,8 +201,7 @@ class Night:
             return bool(self.screener.demo_weights)
         if self._demo_weights is not None:
             return self._demo_weights
-        row = self.store.db.execute("SELECT MAX(demo_weights) FROM sessions").fetchone()
-        return bool(row and row[0])
+        return self.store.any_demo_weights()
 
     def trend(self, person: str) -> Trend:
         n = self.nightly
@@ -217,12 +213,12 @@ class Night:
         if latest is not None:
             phq8 = None
             if latest.get("phq8_mu") is not None:
-                from edge.engine.results import INTERVAL_Z
+                from edge.rules.phq8 import phq8_interval
 
                 mu, sigma = latest["phq8_mu"], latest["phq8_sigma"]
-                phq8 = {"mu": round(mu, 2), "sigma": round(sigma, 2),
-                        "low": round(max(0.0, mu - INTERVAL_Z * sigma), 2),
-                        "high": round(min(24.0, mu + INTERVAL_Z * sigma), 2), "recordings": latest["phq8_n"]}
+                low, high = phq8_interval(mu, sigma)
+                phq8 = {"mu": round(mu, 2), "sigma": round(sigma, 2), "low": round(low, 2), "high": round(high, 2),
+                        "recordings": latest["phq8_n"]}
             last_day = {"day": latest["day"], "recordings": latest["recordings"],
                         "audio_s": round(latest["audio_s"], 1), "phq8": phq8,
                         "voice": {m: None if latest.get(m) is None else round(latest[m], 4) for m in VOICE_MEASURES}}

@@ -22,10 +22,9 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from edge import DEMO_WEIGHTS_NOTICE, SCREENING_DISCLAIMER
+from edge import DEMO_WEIGHTS_NOTICE, SCREENING_DISCLAIMER, private_dir, write_atomic, write_text_atomic
 from edge.apps.nightly.trends import MEASURES, Trend
-from edge.engine.results import INTERVAL_Z
-from edge.store.files import private_dir, write_atomic, write_text_atomic
+from edge.rules.phq8 import INTERVAL_Z, PHQ8_MAX, phq8_interval
 
 REPORT_EXTRA_HINT = "pip install 'edge-depression-screening[report]' (matplotlib)"
 WINDOWS_DAYS = (30, 90)
@@ -93,8 +92,8 @@ def draw_png(trend: Trend, night: str) -> bytes:
             _, sigmas = _series(trend, "phq8_sigma", first, end)
             if any(m == m for m in mus):
                 nan = float("nan")
-                low = [nan if m != m else max(0.0, m - INTERVAL_Z * s) for m, s in zip(mus, sigmas)]
-                high = [nan if m != m else min(24.0, m + INTERVAL_Z * s) for m, s in zip(mus, sigmas)]
+                bands = [(nan, nan) if m != m else phq8_interval(m, s) for m, s in zip(mus, sigmas)]
+                low, high = [b[0] for b in bands], [b[1] for b in bands]
                 ax.fill_between(xs, low, high, color="tab:blue", alpha=0.2, label="95 % band")
                 ax.plot(xs, mus, "o-", color="tab:blue", ms=3, label="PHQ-8 estimate")
                 flagged = set(trend.flagged_days.get("phq8_mu", []))
@@ -105,7 +104,7 @@ def draw_png(trend: Trend, night: str) -> bytes:
             base = trend.baseline.means.get("phq8_mu")
             if base is not None and trend.baseline.ready:
                 ax.axhline(base, color="0.4", ls="--", lw=1, label="baseline")
-            ax.set_ylim(0, 24)
+            ax.set_ylim(0, PHQ8_MAX)
             ax.set_title(f"last {window} days (grey: no data)")
             ax.set_ylabel("PHQ-8 estimate")
             ax.legend(loc="upper left", fontsize=7)

@@ -6,17 +6,13 @@ Input: the person's day rows (edge.apps.nightly.db, one per day with data). Base
   person's first recording; days after that are compared with it;
 - `rolling`: the days with data in the `baseline_days` calendar days before the recent run
   of days that is being judged.
-It needs MIN_BASELINE_DAYS days with data; until then nothing is flagged ("baseline
-forming").
+It needs MIN_BASELINE_DAYS (edge.rules.flags) days with data; until then nothing is
+flagged ("baseline forming").
 
-A flag is raised when the last `flag_days` days with data (days without data are skipped,
-not counted) all lie beyond the baseline in the same direction:
-- PHQ-8 estimate: above the baseline mean by more than `flag_margin` points (the
-  direction of concern only);
-- each vocal measure: away from the baseline mean, either way, by more than
-  max(VOICE_Z x the baseline's day-to-day standard deviation, the measure's floor).
-A flag names the measure, the baseline, the recent mean and the change, with units. It
-describes a change in signals to review with the person; it is never a diagnosis.
+The rule that decides a flag (thresholds, direction, `flag_days` days with data in a row)
+has its home in edge.rules.flags; this module walks the person's days through it. A flag
+names the measure, the baseline, the recent mean and the change, with units. It describes
+a change in signals to review with the person; it is never a diagnosis.
 """
 from __future__ import annotations
 
@@ -26,20 +22,19 @@ from datetime import date, timedelta
 from typing import Dict, List, Optional, Tuple
 
 from edge import SCREENING_DISCLAIMER
+from edge.rules import flags as rule
+from edge.rules.flags import FLOORS
 
-MIN_BASELINE_DAYS = 3
-VOICE_Z = 2.0
-
-# column -> (label, unit, floor of the change that can flag, digits)
+# column -> (label, unit, floor of the change that can flag (edge.rules.flags.FLOORS), digits)
 MEASURES: Dict[str, Tuple[str, str, float, int]] = {
-    "phq8_mu": ("PHQ-8 estimate", "points", 0.0, 1),
-    "pause_ratio": ("pause ratio", "", 0.05, 3),
-    "speaking_rate": ("speaking-rate proxy", "voiced segments/s", 0.3, 2),
-    "f0_mean_st": ("pitch (F0) mean", "semitones", 1.0, 2),
-    "f0_var": ("pitch variability", "stddev/mean", 0.03, 3),
-    "loudness": ("loudness", "", 0.1, 3),
-    "jitter": ("jitter", "", 0.005, 4),
-    "shimmer_db": ("shimmer", "dB", 0.3, 2),
+    "phq8_mu": ("PHQ-8 estimate", "points", FLOORS["phq8_mu"], 1),
+    "pause_ratio": ("pause ratio", "", FLOORS["pause_ratio"], 3),
+    "speaking_rate": ("speaking-rate proxy", "voiced segments/s", FLOORS["speaking_rate"], 2),
+    "f0_mean_st": ("pitch (F0) mean", "semitones", FLOORS["f0_mean_st"], 2),
+    "f0_var": ("pitch variability", "stddev/mean", FLOORS["f0_var"], 3),
+    "loudness": ("loudness", "", FLOORS["loudness"], 3),
+    "jitter": ("jitter", "", FLOORS["jitter"], 4),
+    "shimmer_db": ("shimmer", "dB", FLOORS["shimmer_db"], 2),
 }
 VOICE_MEASURES = tuple(m for m in MEASURES if m != "phq8_mu")
 
@@ -56,7 +51,7 @@ class Baseline:
 
     @property
     def ready(self) -> bool:
-        return self.days_used >= MIN_BASELINE_DAYS
+        return rule.baseline_ready(self.days_used)
 
     def to_dict(self) -> Dict:
         return {"mode": self.mode, "days_wanted": self.days_wanted, "days_used": self.days_used,
@@ -151,30 +146,9 @@ def _rolling_rows(days: List[Dict], upto: int, baseline_days: int) -> List[Dict]
     return [r for r in days[:upto] if _day(r["day"]) >= start]
 
 
-def _threshold(measure: str, base: Baseline, flag_margin: float) -> Optional[float]:
-    if base.means.get(measure) is None:
-        return None
-    if measure == "phq8_mu":
-        return flag_margin
-    return max(VOICE_Z * (base.sds.get(measure) or 0.0), MEASURES[measure][2])
-
-
-def _beyond(measure: str, value: Optional[float], base: Baseline, flag_margin: float) -> int:
-    """+1 / -1 when the value lies beyond the baseline upwards / downwards, else 0."""
-    threshold = _threshold(measure, base, flag_margin)
-    if value is None or threshold is None:
-        return 0
-    delta = value - base.means[measure]
-    if delta > threshold:
-        return 1
-    if delta < -threshold and measure != "phq8_mu":
-        return -1
-    return 0
-
-
 def evaluate(person: str, days: List[Dict], baseline: str = "first_days", baseline_days: int = 14,
              flag_margin: float = 3.0, flag_days: int = 3) -> Trend:
-    """The person's baseline and flags as of their latest day (see the module docstring)."""
+    """The person's baseline and flags as of their latest day (the rule: edge.rules.flags)."""
     first_rows = _first_days_rows(days, baseline_days)
     start = len(first_rows) if baseline == "first_days" else 0
     flagged: Dict[str, List[str]] = {m: [] for m in MEASURES}
@@ -197,13 +171,10 @@ def evaluate(person: str, days: List[Dict], baseline: str = "first_days", baseli
         for measure in MEASURES:
             if days[i].get(measure) is None:
                 continue  # no reading that day: the run neither grows nor breaks
-            direction = _beyond(measure, days[i].get(measure), base, flag_margin)
-            run = runs[measure]
-            if direction == 0 or (run and run[-1][1] != direction):
-                runs[measure] = run = [] if direction == 0 else [(i, direction)]
-            else:
-                run.append((i, direction))
-            if len(run) >= flag_days:
+            direction = rule.beyond(measure, days[i].get(measure), base.means.get(measure), base.sds.get(measure),
+                                    flag_margin)
+            runs[measure] = run = rule.extend_run(runs[measure], i, direction)
+            if rule.run_long_enough(run, flag_days):
                 flagged[measure].extend(days[j]["day"] for j, _ in run if days[j]["day"] not in flagged[measure])
     last = len(days) - 1
     flags: List[Flag] = []
@@ -211,13 +182,13 @@ def evaluate(person: str, days: List[Dict], baseline: str = "first_days", baseli
     for measure, (label, unit, _, digits) in MEASURES.items():
         run = runs[measure]
         last_with = max((j for j in range(len(days)) if days[j].get(measure) is not None), default=-1)
-        if not run or len(run) < flag_days or run[-1][0] != last_with:
+        if not rule.flag_raised(run, flag_days, last_with):
             continue
         base = final_base or bases[run[0][0]]
         values = [days[j][measure] for j, _ in run]
         recent = sum(values) / len(values)
         change = recent - base.means[measure]
-        threshold = _threshold(measure, base, flag_margin)
+        threshold = rule.threshold(measure, base.means.get(measure), base.sds.get(measure), flag_margin)
         direction = "up" if change > 0 else "down"
         suffix = f" {unit}" if unit else ""
         message = (f"{label} {'above' if change > 0 else 'below'} the personal baseline for {len(run)} days with "

@@ -1,4 +1,4 @@
-"""Streaming PHQ-8 estimate: advance the LSTM-MoE a tick (or a chunk) at a time.
+"""The LSTM-MoE's wrapper: a streaming PHQ-8 estimate, advanced a tick (or a chunk) at a time.
 
     stream = SeverityStream.from_manifest(backend="onnx", precision="fp32")
     for vector in tick_vectors:                  # edge.features.tick vectors, 100 ms apart
@@ -8,7 +8,8 @@
 The model file takes (features [1, T, D], context [1, 1], h [L, 1, H], c [L, 1, H]) and
 returns (mu [1, T], sigma [1, T], h, c); the (h, c) it returns is fed to the next call,
 so a session run chunk by chunk gives the one-shot outputs. A file exported for one
-step at a time (TFLite, T = 1) is looped over the chunk.
+step at a time (TFLite, T = 1) is looped over the chunk. The PHQ-8 scale and bands are
+edge.rules.phq8.
 """
 from __future__ import annotations
 
@@ -23,15 +24,9 @@ from edge.errors import EdgeError
 from edge.features import audio
 from edge.features.tick import FRAMES_PER_TICK, TICK_MS
 from edge.manifest import ModelManifest, load_manifest
+from edge.rules.phq8 import PHQ8_MAX, phq8_band
 
 MODEL_NAME = "lstm_moe"
-PHQ8_MAX = 24.0
-# The PHQ-8 bands on integer scores: upper bounds (inclusive) and names.
-BAND_UPPER = (4, 9, 14, 19, 24)
-BAND_NAMES = ("none", "mild", "moderate", "moderately severe", "severe")
-# The model's estimate is continuous: a band starts at its cut-off (5, 10, 15, 20), so 4.9
-# is still "none" and 5.0 is "mild". On integer scores this is exactly BAND_UPPER.
-BAND_CUTOFFS = tuple(upper + 1 for upper in BAND_UPPER[:-1])
 _IO_NAMES = ("mu", "sigma", "h", "c")
 
 
@@ -50,7 +45,6 @@ def check_audio_contract(manifest: ModelManifest) -> None:
                             f"computes {value!r}; update the package or the model")
 
 
-
 class SeverityEstimate(NamedTuple):
     """mu and sigma in PHQ-8 points (mu clipped to 0..24), its band, and the step count."""
 
@@ -59,23 +53,6 @@ class SeverityEstimate(NamedTuple):
     band: str
     steps: int
     note: str = ""
-
-
-def phq8_band_index(score: float) -> int:
-    """Index into BAND_NAMES of a PHQ-8 score (see `phq8_band`)."""
-    return BAND_NAMES.index(phq8_band(score))
-
-
-def phq8_band(score: float) -> str:
-    """Band name of a PHQ-8 score (continuous, clipped to 0..24, never rounded):
-    < 5 none, < 10 mild, < 15 moderate, < 20 moderately severe, else severe."""
-    if not np.isfinite(score):
-        raise ValueError("a PHQ-8 score must be finite")
-    value = min(max(float(score), 0.0), PHQ8_MAX)
-    for cutoff, name in zip(BAND_CUTOFFS, BAND_NAMES):
-        if value < cutoff:
-            return name
-    return BAND_NAMES[-1]
 
 
 def io_order(specs, positions: Sequence[int]) -> List[int]:

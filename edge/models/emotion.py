@@ -1,7 +1,11 @@
-"""The facial-emotion model on the device: manifest -> verified file -> backend.
+"""The facial-emotion model's wrapper (mini-Xception): manifest -> verified file -> backend.
 
-    classifier = EmotionClassifier(backend="tflite", precision="int8")
+    manifest = load_manifest("mini_xception")
+    classifier = EmotionClassifier(manifest, manifest.find_file("tflite", "int8"))
     probs = classifier.classify(gray_frame, boxes)   # [n_faces, 7], labels in .labels
+
+Which file to open (by backend and precision, `auto` included) is the loader's choice:
+edge.engine.models.load_emotion("tflite", "auto") picks it with edge.precision.
 
 Labels are the FER2013 emotion names and stay so: an emotion is not a diagnosis.
 """
@@ -11,29 +15,23 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from edge.backends import BACKENDS
 from edge.errors import EdgeError
 from edge.features.face import Box, preprocess_faces, square_crop
-from edge.manifest import image_contract, load_manifest
-from edge.precision import resolve
+from edge.manifest import ModelManifest, image_contract
 
 MODEL_NAME = "mini_xception"
 
 
 class EmotionClassifier:
-    def __init__(self, backend: str = "tflite", precision: str = "int8",
-                 models_dir: Optional[str] = None, threads: int = 1, name: str = MODEL_NAME,
+    def __init__(self, manifest: ModelManifest, entry: dict, threads: int = 1,
                  providers: Optional[Sequence[str]] = None):
-        """`name`: the model folder; `precision`: fp32, int8 or auto (edge.precision);
-        `providers`: onnxruntime execution providers in order of preference (absent ones
-        fall back to the CPU)."""
-        if backend not in BACKENDS:
-            raise EdgeError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
-        self.manifest = load_manifest(name, models_dir)
-        # precision "auto": the fastest file that agrees with fp32 on this CPU (measured once, cached)
-        choice = resolve(self.manifest, backend, precision, threads)
-        self.file, self.precision_reason = choice.entry, choice.reason
-        self.backend = self.manifest.open(self.file, threads=threads, providers=providers)
+        """`manifest`: the model's (its folder, e.g. MODEL_NAME); `entry`: the file of it to run
+        (one of `manifest.files`, sha256 checked on opening); `providers`: onnxruntime execution
+        providers in order of preference (absent ones fall back to the CPU)."""
+        self.manifest = manifest
+        self.file = entry
+        self.precision_reason = ""  # why this file (edge.precision), when a loader chose it
+        self.backend = manifest.open(entry, threads=threads, providers=providers)
         # The manifest says how faces are cut and scaled, and the order of the labels.
         contract = image_contract(self.manifest, layout="NCHW", color="gray")
         self.input_size = contract.input_size
@@ -41,7 +39,7 @@ class EmotionClassifier:
         self.margin_ratio = contract.margin_ratio
         self.labels = self.manifest.labels
         if not self.labels:
-            raise EdgeError(f"manifest of {name} lists no labels; rebuild it with `make models`")
+            raise EdgeError(f"manifest of {manifest.folder.name} lists no labels; rebuild it with `make models`")
 
     def crops(self, gray: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
         """Model inputs [n, 1, S, S] for the faces at `boxes` in the grey frame."""

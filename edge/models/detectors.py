@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Optional
 
 from edge.errors import EdgeError
-from edge.features.face import HaarFaceDetector
+from edge.models.haar import HaarFaceDetector
 
 FACE_DETECTORS = ("haar", "blazeface")
 
@@ -26,7 +26,7 @@ def open_face_detector(name: str = DEFAULT_DETECTOR, models_dir: Optional[str] =
     if name == "haar":
         return HaarFaceDetector(min_size=min_size, downscale=downscale)
     if name == "blazeface":
-        from edge.features.blazeface import BlazeFaceDetector  # imports a TFLite interpreter: only when asked
+        from edge.models.blazeface import BlazeFaceDetector  # imports a TFLite interpreter: only when asked
 
         return BlazeFaceDetector(models_dir=models_dir, threads=threads, min_size=min_size)
     raise EdgeError(f"unknown face detector {name!r}; choose one of: {', '.join(FACE_DETECTORS)}")
