@@ -21,7 +21,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from edge.errors import EdgeError, first_line
+from edge.errors import EdgeError, shown
 
 # A leaf is (types, default, check); check(value) -> error text or None.
 _Leaf = Tuple[Tuple[type, ...], Any, Any]
@@ -90,6 +90,8 @@ def _providers(value) -> Optional[str]:
     ok = value and all(isinstance(v, str) and v.endswith("ExecutionProvider") for v in value)
     return None if ok else "must be a non-empty list of onnxruntime provider names (...ExecutionProvider)"
 
+
+MAX_PROFILE_BYTES = 256 * 1024  # the shipped profiles are about 3 KB
 
 _INT = (int,)
 _NUM = (int, float)
@@ -256,12 +258,24 @@ def _leaf_value(spec: _Leaf, value: Any, full: str, origin: str) -> Any:
     # YAML true/false are bools, which are ints in Python: refuse them where numbers go.
     wrong = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
     if wrong:
-        raise EdgeError(f"{origin}: key '{full}' must be {_type_name(types)}, got {value!r}")
+        raise EdgeError(f"{origin}: key '{full}' must be {_type_name(types)}, got {shown(value)}")
     if check is not None and value is not None:
         problem = check(value)
         if problem:
-            raise EdgeError(f"{origin}: key '{full}' {problem}, got {value!r}")
+            raise EdgeError(f"{origin}: key '{full}' {problem}, got {shown(value)}")
+    for text in (value if isinstance(value, list) else [value]):
+        if isinstance(text, str) and not _encodable(text):
+            raise EdgeError(f"{origin}: key '{full}' must be valid text (it holds a lone surrogate), "
+                            f"got {shown(value)}")
     return tuple(value) if isinstance(value, list) else value
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def parse_config(data: Any, origin: str = "config") -> Profile:
@@ -276,7 +290,7 @@ def _check_across_keys(config, origin: str) -> None:
     tel = config.telemetry
     if tel.http_port is not None and not is_loopback(tel.http_host) and not tel.token:
         raise EdgeError(f"{origin}: key 'telemetry.token' must be set when telemetry.http_host is not loopback "
-                        f"({tel.http_host!r}): /metrics is then reachable from the network")
+                        f"({shown(tel.http_host)}): /metrics is then reachable from the network")
     screen = config.screen
     if not 1 <= screen.min_vote_frames <= screen.vote_frames:
         raise EdgeError(f"{origin}: key 'screen.min_vote_frames' must be between 1 and screen.vote_frames "
@@ -287,20 +301,24 @@ def load_config(path: Optional[str]) -> Profile:
     """Read and validate a profile; None gives the defaults. One-line EdgeError on problems."""
     if path is None:
         return parse_config({}, "defaults")
-    import yaml
-
-    file = Path(path)
-    if not file.is_file():
-        raise EdgeError(f"config {path} does not exist; see firmware_configs/ for the profiles")
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise EdgeError(f"config {path} is not a text (UTF-8) file; give a YAML profile") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise EdgeError(f"config {path} is not valid YAML: {first_line(exc)}") from None
-    if data is None:  # an empty file would silently run on the defaults: say so instead
-        raise EdgeError(f"config {path} is empty; copy a profile from firmware_configs/ or omit --config")
+    data = read_profile(path)
     return parse_config(data, str(path))
+
+
+def read_profile(path: str) -> Any:
+    """A profile file's YAML data, read in bounded memory (edge.safe_load): at most
+    MAX_PROFILE_BYTES, shallow, few aliases. One-line EdgeError for a missing, unreadable,
+    oversized, non-YAML or empty file (`edge run` and `edge config check` share it)."""
+    from edge.safe_load import load_yaml, read_text_file
+
+    if not Path(path).exists():
+        raise EdgeError(f"config {path} does not exist; see firmware_configs/ for the profiles")
+    text = read_text_file(path, "config", MAX_PROFILE_BYTES)
+    data = load_yaml(text, f"config {path}")
+    if data is None:  # an empty file would silently run on the defaults: say so instead
+        raise EdgeError(f"config {path} is empty (or only comments); copy a profile from firmware_configs/ "
+                        "or omit --config")
+    return data
 
 
 def updated(config, changes: Dict[str, Any], origin: str = "updated"):

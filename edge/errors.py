@@ -21,3 +21,15 @@ class SourceError(EdgeError):
     def __init__(self, stream: str, message: str):
         super().__init__(message)
         self.stream = stream
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A value as a one-line message quotes it: a short repr, never its whole size (a
+    5 MB string or a structure of nested aliases stays a few dozen characters)."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxtuple, short.maxdict = 2, 4, 4, 4
+    short.maxstring = short.maxother = short.maxlong = limit
+    text = short.repr(value).replace("\n", " ")
+    return text if len(text) <= limit else text[:limit - 3] + "..."

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import copy
 import re
-from pathlib import Path
 from typing import Any, List, Optional
 
-from edge.config import parse_config
+from edge.config import parse_config, read_profile
 from edge.errors import EdgeError, first_line
 from edge.manifest import load_manifest
 
@@ -138,15 +137,10 @@ def _mqtt_errors(config, origin: str) -> List[str]:
 
 def check_file(path: str, models_dir: Optional[str] = None) -> List[str]:
     """Every problem of one profile, each as one line starting with the path; [] when fine."""
-    import yaml
-
-    file = Path(path)
-    if not file.is_file():
-        return [f"{path}: does not exist"]
-    try:
-        data = yaml.safe_load(file.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        return [f"{path}: not valid YAML: {first_line(exc)}"]
+    try:  # the same reader as `edge run`: the same verdict on the same file
+        data = read_profile(path)
+    except EdgeError as exc:
+        return [first_line(exc)]
     config, errors = schema_errors(data, str(path))
     if config is None:
         return errors

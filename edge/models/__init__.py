@@ -7,8 +7,8 @@
 
 The shipped files sit next to this code, one folder per model (`<name>/manifest.json` and
 the model files; see README.md). A wrapper is given the file to open (a manifest entry):
-which file a device loads (`precision: auto` measures) is the loaders' choice
-(edge.engine.models with edge.precision), so these modules never import edge.precision.
+which file a device loads (`precision: fp32 | int8 | auto`) is chosen by the loaders
+above them (edge.precision.load_emotion / load_severity), never here.
 They import only lower layers: edge.backends, edge.manifest, edge.features, edge.rules,
 edge.errors, edge.cpu. Nothing is imported here: `import edge.models.haar` stays light.
 """

@@ -5,7 +5,7 @@
     probs = classifier.classify(gray_frame, boxes)   # [n_faces, 7], labels in .labels
 
 Which file to open (by backend and precision, `auto` included) is the loader's choice:
-edge.engine.models.load_emotion("tflite", "auto") picks it with edge.precision.
+edge.precision.load_emotion("tflite", "auto") picks it (measured once on this CPU, cached).
 
 Labels are the FER2013 emotion names and stay so: an emotion is not a diagnosis.
 """
