@@ -1,5 +1,5 @@
 """Shared pieces of the fault, fuzz and exposure tests (tests/test_faults*.py, test_fuzz*.py,
-test_exposure.py, test_signals.py): a real `edge run` in a subprocess, a profile in a
+test_exposure.py, test_apps_run_signals.py): a real `edge run` in a subprocess, a profile in a
 temporary folder, a small real tmpfs, and the checks every fault must pass."""
 from __future__ import annotations
 

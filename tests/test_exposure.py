@@ -86,7 +86,7 @@ def _personal(summary):
 
 def test_metrics_and_metrics_json_carry_no_personal_data(tmp_path):
     """Scraped mid-session and after it: counts and timings only."""
-    from test_run import run_session
+    from test_apps_run import run_session
 
     config = parse_config({"output": {"dir": str(tmp_path), "database": None}})
     screener = Screener(ScreenerOptions(config))
@@ -186,7 +186,7 @@ def test_a_metrics_token_is_required_when_set():
 def test_no_raw_media_is_stored_unless_asked(tmp_path):
     import sqlite3
 
-    from test_run import run_session
+    from test_apps_run import run_session
 
     config = parse_config({"output": {"dir": str(tmp_path), "database": str(tmp_path / "s.sqlite"),
                                       "tick_jsonl": True}})

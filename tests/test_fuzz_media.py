@@ -146,7 +146,7 @@ def test_square_crop_is_square_and_taken_from_the_image(h, w, bx, by, bw, bh, ma
 @pytest.fixture(scope="module")
 def engine_parts():
     import cv2
-    from test_engine import SECONDS, make_engine  # noqa: F401 - the engine the engine tests use
+    from test_stream_engine import SECONDS, make_engine  # noqa: F401 - the engine the engine tests use
 
     from edge.capture.video import Frame
     from edge.precision import load_emotion

@@ -1,7 +1,7 @@
 """The rules' own homes (edge.rules): the PHQ-8 interval and the trend flag decision.
 
 The vote rule and the PHQ-8 bands are tested in tests/test_screen.py, the flags over whole
-histories in tests/test_nightly_trends.py.
+histories in tests/test_apps_nightly_trends.py.
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ The reference is openSMILE's eGeMAPSv02 (Eyben et al. 2016); tests compare again
 same recordings. The pitch tracker is our own (normalised cross-correlation at 8 kHz,
 refined at 16 kHz with parabolic interpolation, shortest-lag choice against octave-down
 errors), not openSMILE's subharmonic summation with Viterbi smoothing, so figures agree
-within the tolerances stated in tests/test_voice_features.py, not to the last digit.
+within the tolerances stated in tests/test_features_voice.py, not to the last digit.
 These are signal measures for a screening aid; none of them is a diagnosis.
 
 Where we knowingly differ from openSMILE:

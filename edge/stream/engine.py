@@ -11,7 +11,7 @@ when it is the first in a new slot of 1 / analysis_fps seconds. Tick k is closed
 vector assembled, LSTM-MoE advanced one step with its carried state) once both streams
 have passed its end, or ended. Because every decision depends only on timestamps and
 sample counts, a session fed in any chunking, in any interleaving of the two streams,
-gives the same ticks (tests/test_engine.py checks it).
+gives the same ticks (tests/test_stream_engine.py checks it).
 
 Memory is constant over a session of any length: what the session summary needs is
 kept as running aggregates (counts, the voiced sum, the last severity estimate) and the
