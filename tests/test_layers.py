@@ -18,7 +18,7 @@ from tests.conftest import ROOT
 # units of layers 0..i (never a cycle: see the test below), never one of a layer above.
 LAYERS = (
     ("edge.errors", "edge.cpu", "edge.native_output"),  # no edge imports at all
-    ("edge.config", "edge.http_server", "edge.telemetry"),  # profiles, stage timers, /metrics
+    ("edge.config", "edge.safe_load", "edge.http_server", "edge.telemetry"),  # profiles, bounded reading, /metrics
     ("edge.backends",),  # onnxruntime, LiteRT/tflite
     ("edge.manifest",),  # the model contract; opens a file with its backend
     ("edge.features",),  # preprocessing shared with export/ (face crops, log-mel/MFCC, tick vector)

@@ -23,10 +23,10 @@ def session(pattern: str, per_part: int = 400) -> np.ndarray:
 @pytest.mark.parametrize("pattern", ["".join(p) for p in itertools.product("PN", repeat=3)])
 def test_every_pattern_maps_to_the_papers_level_and_message(pattern):
     result = vote_rule(session(pattern))
-    assert result["status"] == "ok" and result["pattern"] == pattern
-    assert result["level"] == PATTERN_LEVELS[pattern]
-    assert result["message"] == MESSAGES[result["level"]]
-    assert result["scaled"] is False and result["frames_used"] == 1200
+    assert result.status == "ok" and result.pattern == pattern
+    assert result.level == PATTERN_LEVELS[pattern]
+    assert result.message == MESSAGES[result.level]
+    assert result.provisional is False and result.frames_used == 1200
 
 
 def test_the_paper_table():
@@ -40,30 +40,30 @@ def test_the_paper_table():
 
 def test_only_the_first_1200_face_frames_vote():
     probs = np.concatenate([session("PPP"), np.tile(SAD, (3000, 1))])
-    assert vote_rule(probs)["pattern"] == "PPP"
+    assert vote_rule(probs).pattern == "PPP"
 
 
 def test_dominance_is_by_summed_probability_not_by_top_label():
     # Each frame's top label is sad (0.45) but happy+neutral (0.5) outweighs sad+disgust (0.45).
     frame = np.array([0.05, 0, 0, 0.25, 0.45, 0, 0.25], np.float32)
     assert frame.argmax() == EMOTIONS.index("sad")
-    assert vote_rule(np.tile(frame, (1200, 1)))["pattern"] == "PPP"
+    assert vote_rule(np.tile(frame, (1200, 1))).pattern == "PPP"
 
 
 def test_angry_fear_surprise_do_not_vote_and_ties_count_negative():
     angry = np.array([0.8, 0, 0.1, 0.05, 0.05, 0, 0], np.float32)  # happy 0.05 == sad 0.05
     result = vote_rule(np.tile(angry, (1200, 1)))
-    assert result["pattern"] == "NNN"
+    assert result.pattern == "NNN"
     fearful_but_neutral = np.array([0, 0, 0.7, 0, 0.1, 0.05, 0.15], np.float32)
-    assert vote_rule(np.tile(fearful_but_neutral, (1200, 1)))["pattern"] == "PPP"
+    assert vote_rule(np.tile(fearful_but_neutral, (1200, 1))).pattern == "PPP"
 
 
 def test_short_sessions_are_scaled_and_very_short_ones_abstain():
     result = vote_rule(session("PNP", per_part=20), min_frames=30)
-    assert result["status"] == "ok" and result["scaled"] is True
-    assert result["frames_used"] == 60 and result["pattern"] == "PNP" and result["level"] == "Mild"
+    assert result.status == "ok" and result.provisional is True
+    assert result.frames_used == 60 and result.pattern == "PNP" and result.level == "Mild"
     abstained = vote_rule(session("PPP", per_part=5), min_frames=30)
-    assert abstained["status"] == "abstained" and "15" in abstained["reason"]
+    assert abstained.status == "abstained" and "15" in abstained.reason
 
 
 MILD = SeverityEstimate(7.0, 1.5, "mild", 100, "")
@@ -75,27 +75,27 @@ def _screen(probs, analysed, ticks=100, voiced=0.5, severity=MILD):
 
 def test_session_reports_both_readings_with_caveats():
     result = _screen(session("PPN", per_part=100), 300)
-    assert result["notice"] == "Screening aid only, not a diagnosis."
-    assert result["emotion_vote"]["level"] == "Low"
-    assert result["phq8"] == {"status": "ok", "mu": 7.0, "sigma": 1.5, "band": "mild", "ticks": 100,
-                              "note": "demo weights, not for screening"}
+    assert result.notice == "Screening aid only, not a diagnosis."
+    assert result.vote.level == "Low"
+    assert result.phq8.to_dict() == {"status": "ok", "mu": 7.0, "sigma": 1.5, "interval": [4.06, 9.94],
+                                     "band": "mild", "ticks": 100, "note": "demo weights, not for screening"}
     text = repr(result).lower()
     assert "depressed" not in text and "anxiety" not in text
 
 
 def test_too_little_face_or_voice_abstains_with_reasons():
     no_face = _screen(np.zeros((0, 7)), 300)
-    assert no_face["emotion_vote"]["status"] == "abstained"
-    assert "too little face" in no_face["emotion_vote"]["reason"]
-    assert "too little face" in no_face["phq8"]["reason"]
-    assert no_face["phq8"]["note"] == "demo weights, not for screening"
+    assert no_face.vote.status == "abstained"
+    assert "too little face" in no_face.vote.reason
+    assert "too little face" in no_face.phq8.reason
+    assert no_face.phq8.note == "demo weights, not for screening"
     silent = _screen(session("PPP", per_part=100), 300, voiced=0.0)
-    assert silent["emotion_vote"]["status"] == "ok"
-    assert silent["phq8"]["status"] == "abstained" and "too little voice" in silent["phq8"]["reason"]
+    assert silent.vote.status == "ok"
+    assert silent.phq8.status == "abstained" and "too little voice" in silent.phq8.reason
     short = _screen(session("PPP", per_part=100), 300, ticks=5)
-    assert "too short" in short["phq8"]["reason"]
+    assert "too short" in short.phq8.reason
     mostly_absent = _screen(session("PPP", per_part=20), 600)  # a face in 10 % of frames
-    assert mostly_absent["emotion_vote"]["status"] == "abstained"
+    assert mostly_absent.vote.status == "abstained"
 
 
 @pytest.mark.parametrize("score, band", [
@@ -120,14 +120,14 @@ def test_the_band_cutoffs_agree_with_the_shipped_manifest():
 
 def test_time_without_video_lowers_the_face_share():
     probs = session("PPP", per_part=100)  # 300 analysed frames, all with a face
-    assert _screen(probs, 300)["face_share"] == 1.0
+    assert _screen(probs, 300).face_share == 1.0
     result = screen_session(probs, 300, 3000, 0.5, MILD, parse_config({}).screen, expected_frames=3000)
-    assert result["face_share"] == 0.1
-    assert result["phq8"]["status"] == "abstained" and "too little face" in result["phq8"]["reason"]
+    assert result.face_share == 0.1
+    assert result.phq8.status == "abstained" and "too little face" in result.phq8.reason
 
 
 def test_a_scaled_vote_is_marked_provisional():
     scaled = vote_rule(session("PNP", per_part=20), min_frames=30)
-    assert scaled["provisional"] is True and "provisional" in scaled["caveat"]
+    assert scaled.provisional is True and "provisional" in scaled.caveat
     full = vote_rule(session("PNP", per_part=400))
-    assert full["provisional"] is False and "caveat" not in full
+    assert full.provisional is False and full.caveat is None

@@ -14,7 +14,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from edge import SCREENING_DISCLAIMER
-from edge.rules.phq8 import phq8_interval
+from edge.rules.phq8 import PHQ8Result
+from edge.rules.vote import VoteResult
 
 
 class StopKind(Enum):
@@ -128,82 +129,6 @@ class Tick:
         if self.audio_gap:
             record["audio_gap"] = True
         return record
-
-
-@dataclass(frozen=True)
-class VoteResult:
-    """The frame-vote rule's reading (edge.rules.vote): a level with its advice
-    message, or an abstention with its reason."""
-
-    status: str  # "ok" | "abstained"
-    level: Optional[str] = None  # No | Low | Mild | High
-    pattern: Optional[str] = None  # e.g. "PPN"
-    message: Optional[str] = None
-    reason: Optional[str] = None
-    provisional: bool = False
-    frames_used: int = 0
-    frames_wanted: int = 0
-    parts: Tuple[Dict, ...] = ()
-    caveat: Optional[str] = None
-    rule: Optional[str] = None
-
-    @classmethod
-    def from_dict(cls, data: Dict) -> VoteResult:
-        return cls(status=data["status"], level=data.get("level"), pattern=data.get("pattern"),
-                   message=data.get("message"), reason=data.get("reason"),
-                   provisional=bool(data.get("provisional", False)), frames_used=int(data.get("frames_used", 0)),
-                   frames_wanted=int(data.get("frames_wanted", 0)), parts=tuple(data.get("parts", ())),
-                   caveat=data.get("caveat"), rule=data.get("rule"))
-
-    def to_dict(self) -> Dict:
-        if self.status != "ok":
-            return {"status": self.status, "reason": self.reason}
-        out = {"status": "ok", "pattern": self.pattern, "level": self.level, "message": self.message,
-               "parts": list(self.parts), "frames_used": self.frames_used, "frames_wanted": self.frames_wanted,
-               "scaled": self.provisional, "provisional": self.provisional, "rule": self.rule}
-        if self.caveat:
-            out["caveat"] = self.caveat
-        return out
-
-
-@dataclass(frozen=True)
-class PHQ8Result:
-    """The LSTM-MoE's PHQ-8 estimate (points, 0..24) with its uncertainty, interval and
-    band, or an abstention with its reason. `note` says "demo weights" while the model
-    is trained on synthetic data."""
-
-    status: str  # "ok" | "abstained"
-    mu: Optional[float] = None
-    sigma: Optional[float] = None
-    interval: Optional[Tuple[float, float]] = None
-    band: Optional[str] = None
-    ticks: int = 0
-    reason: Optional[str] = None
-    note: Optional[str] = None
-    input: Optional[str] = None  # "audio only: visual inputs zero" for a session without video
-
-    @classmethod
-    def from_dict(cls, data: Dict) -> PHQ8Result:
-        interval = None
-        if data.get("status") == "ok":
-            mu, sigma = float(data["mu"]), float(data["sigma"])
-            low, high = phq8_interval(mu, sigma)
-            interval = (round(low, 2), round(high, 2))
-        return cls(status=data["status"], mu=data.get("mu"), sigma=data.get("sigma"), interval=interval,
-                   band=data.get("band"), ticks=int(data.get("ticks", 0)), reason=data.get("reason"),
-                   note=data.get("note"), input=data.get("input"))
-
-    def to_dict(self) -> Dict:
-        if self.status == "ok":
-            out: Dict = {"status": "ok", "mu": self.mu, "sigma": self.sigma, "interval": list(self.interval or ()),
-                         "band": self.band, "ticks": self.ticks}
-            if self.input:
-                out["input"] = self.input
-        else:
-            out = {"status": self.status, "reason": self.reason}
-        if self.note:
-            out["note"] = self.note
-        return out
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,12 @@ from edge.capture.audio import AudioGap
 from edge.capture.video import Frame
 from edge.engine.results import (
     DataQuality,
-    PHQ8Result,
     RunningEstimate,
     SessionMedia,
     SessionResult,
     StopKind,
     StopReason,
     Tick,
-    VoteResult,
     abstentions_of,
     emotions_by_label,
     rounded_box,
@@ -280,10 +278,9 @@ class Session:
                                    has_audio=self.has_audio, demo_weights=screener.demo_weights,
                                    labels=self.labels, expected_frames=self._expected_frames(),
                                    face_frames=engine.face_frames, has_video=self.has_video)
-        vote = VoteResult.from_dict(screening["emotion_vote"])
-        phq8 = PHQ8Result.from_dict(screening["phq8"])
+        vote, phq8 = screening.vote, screening.phq8
         quality = DataQuality(
-            face_share=screening["face_share"], voiced_share=screening["voiced_share"],
+            face_share=screening.face_share, voiced_share=screening.voiced_share,
             frames_in=int(counters["frames_in"]), frames_analysed=engine.frames_analysed,
             frames_with_face=engine.face_frames, frames_dropped=int(counters.get("frames_dropped", 0)),
             audio_gap_s=engine.audio_gap_samples / float(SAMPLE_RATE_HZ),

@@ -6,7 +6,8 @@ mu +/- INTERVAL_Z * sigma, clipped to the scale.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from dataclasses import dataclass
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -42,3 +43,52 @@ def phq8_band(score: float) -> str:
 def phq8_interval(mu: float, sigma: float) -> Tuple[float, float]:
     """(low, high): mu -/+ INTERVAL_Z * sigma, clipped to 0..PHQ8_MAX (not rounded)."""
     return max(0.0, mu - INTERVAL_Z * sigma), min(PHQ8_MAX, mu + INTERVAL_Z * sigma)
+
+
+@dataclass(frozen=True)
+class PHQ8Result:
+    """A session's PHQ-8 estimate (points, 0..24) with its uncertainty, interval and band,
+    or an abstention with its reason. `note` says "demo weights" while the model is
+    trained on synthetic data; `input` says when it came from the audio alone."""
+
+    status: str  # "ok" | "abstained"
+    mu: Optional[float] = None
+    sigma: Optional[float] = None
+    interval: Optional[Tuple[float, float]] = None
+    band: Optional[str] = None
+    ticks: int = 0
+    reason: Optional[str] = None
+    note: Optional[str] = None
+    input: Optional[str] = None  # "audio only: visual inputs zero" for a session without video
+
+    @classmethod
+    def estimate(cls, mu: float, sigma: float, band: str, ticks: int, note: Optional[str] = None,
+                 input: Optional[str] = None) -> PHQ8Result:
+        """A reading: mu and sigma rounded as reported, the interval from the rounded values."""
+        mu, sigma = round(float(mu), 2), round(float(sigma), 2)
+        low, high = phq8_interval(mu, sigma)
+        return cls("ok", mu, sigma, (round(low, 2), round(high, 2)), band, int(ticks), note=note, input=input)
+
+    @classmethod
+    def abstained(cls, reason: str, note: Optional[str] = None) -> PHQ8Result:
+        return cls("abstained", reason=reason, note=note)
+
+    @classmethod
+    def from_dict(cls, data: Dict) -> PHQ8Result:
+        """From `to_dict()`'s form (a stored summary)."""
+        if data.get("status") == "ok":
+            return cls.estimate(data["mu"], data["sigma"], data.get("band"), data.get("ticks", 0), data.get("note"),
+                                data.get("input"))
+        return cls.abstained(data.get("reason"), data.get("note"))
+
+    def to_dict(self) -> Dict:
+        if self.status == "ok":
+            out: Dict = {"status": "ok", "mu": self.mu, "sigma": self.sigma, "interval": list(self.interval or ()),
+                         "band": self.band, "ticks": self.ticks}
+            if self.input:
+                out["input"] = self.input
+        else:
+            out = {"status": self.status, "reason": self.reason}
+        if self.note:
+            out["note"] = self.note
+        return out

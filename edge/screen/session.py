@@ -1,16 +1,29 @@
 """A session's screening result: the vote rule and the PHQ-8 reading, each with its caveats."""
 from __future__ import annotations
 
-from typing import Dict, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 from edge import DEMO_WEIGHTS_NOTICE, SCREENING_DISCLAIMER
 from edge.features.tick import EMOTIONS
 from edge.models.severity import SeverityEstimate
-from edge.rules.vote import vote_rule
+from edge.rules.phq8 import PHQ8Result
+from edge.rules.vote import VoteResult, vote_rule
 
 AUDIO_ONLY = "audio only: visual inputs zero"
+
+
+@dataclass(frozen=True)
+class Screening:
+    """Both readings of a session, with the signal they had."""
+
+    vote: VoteResult
+    phq8: PHQ8Result
+    face_share: float  # analysed frames with a face / frames the session's duration would give
+    voiced_share: float  # voiced 10 ms audio frames / all audio frames
+    notice: str = SCREENING_DISCLAIMER
 
 
 def _face_reason(face_share: float, min_face_share: float, frames_analysed: int) -> Optional[str]:
@@ -25,7 +38,7 @@ def _face_reason(face_share: float, min_face_share: float, frames_analysed: int)
 def screen_session(face_probs: np.ndarray, frames_analysed: int, ticks: int, voiced_share: float,
                    severity: Optional[SeverityEstimate], screen, has_audio: bool = True,
                    demo_weights: bool = True, labels=EMOTIONS, expected_frames: Optional[int] = None,
-                   face_frames: Optional[int] = None, has_video: Optional[bool] = None) -> Dict:
+                   face_frames: Optional[int] = None, has_video: Optional[bool] = None) -> Screening:
     """Both readings of a session.
 
     face_probs: [n, 7] emotion probabilities of analysed frames with a face, in order;
@@ -62,19 +75,10 @@ def screen_session(face_probs: np.ndarray, frames_analysed: int, ticks: int, voi
         elif voiced_share < screen.min_voiced_share:
             reasons.append(f"too little voice: {voiced_share:.0%} of audio frames voiced "
                            f"(at least {screen.min_voiced_share:.0%} needed)")
+    note = DEMO_WEIGHTS_NOTICE if severity is not None and demo_weights else None
     if reasons:
-        phq8 = {"status": "abstained", "reason": "; ".join(reasons)}
+        phq8 = PHQ8Result.abstained("; ".join(reasons), note)
     else:
-        phq8 = {"status": "ok", "mu": round(severity.mu, 2), "sigma": round(severity.sigma, 2),
-                "band": severity.band, "ticks": severity.steps}
-        if has_video is False:
-            phq8["input"] = AUDIO_ONLY
-    if severity is not None and demo_weights:
-        phq8["note"] = DEMO_WEIGHTS_NOTICE
-    return {
-        "notice": SCREENING_DISCLAIMER,
-        "face_share": round(face_share, 3),
-        "voiced_share": round(float(voiced_share), 3),
-        "emotion_vote": vote,
-        "phq8": phq8,
-    }
+        phq8 = PHQ8Result.estimate(severity.mu, severity.sigma, severity.band, severity.steps, note,
+                                   AUDIO_ONLY if has_video is False else None)
+    return Screening(vote, phq8, round(face_share, 3), round(float(voiced_share), 3))
