@@ -186,7 +186,7 @@ def soak(media_s: float, fast: bool, every_s: float, out_dir: Path, warmup_share
     result = run.result
     report = summarise(rows, warmup_share)
     report.update({"media_s": media_s, "fast": fast, "ticks": state["ticks"], "complete": result.complete,
-                   "stop_reason": result.stop_reason, "lost": lost, "warnings": result.warnings,
+                   "stop_reason": str(result.stop_reason), "lost": lost, "warnings": result.warnings,
                    "frames_dropped": result.quality.frames_dropped,
                    "audio_overflow_samples": result.quality.audio_overflow_samples,
                    "realtime_factor": result.timings.get("realtime_factor")})

@@ -121,10 +121,16 @@ def _source_errors(config, origin: str) -> List[str]:
     return errors
 
 
+MIN_TOKEN_CHARS = 16  # a kiosk token is a password on the clinic's LAN
+
+
 def _kiosk_errors(config, origin: str) -> List[str]:
     if config.kiosk.host not in _LOOPBACK and not config.kiosk.token:
         return [f"{origin}: key 'kiosk.token' is required when kiosk.host is not loopback "
                 f"(got host {config.kiosk.host!r})"]
+    if config.kiosk.token is not None and len(config.kiosk.token) < MIN_TOKEN_CHARS:
+        return [f"{origin}: key 'kiosk.token' is too short ({len(config.kiosk.token)} characters, at least "
+                f"{MIN_TOKEN_CHARS}); make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"]
     return []
 
 
@@ -140,7 +146,12 @@ def check_file(path: str, models_dir: Optional[str] = None) -> List[str]:
     try:  # the same reader as `edge run`: the same verdict on the same file
         data = read_profile(path)
     except EdgeError as exc:
-        return [first_line(exc)]
+        message = first_line(exc)
+        prefix = f"config {path} "
+        if message.startswith(prefix):  # "config F is not valid YAML: ..." -> "F: not valid YAML: ..."
+            message = message[len(prefix):]
+            message = message[3:] if message.startswith("is ") else message
+        return [f"{path}: {message}"]
     config, errors = schema_errors(data, str(path))
     if config is None:
         return errors
