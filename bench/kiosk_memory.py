@@ -97,8 +97,10 @@ def get(url: str):
     return json.loads(body) if response.headers.get("Content-Type", "").startswith("application/json") else body
 
 
-def post(url: str) -> Dict:
-    request = urllib.request.Request(url, method="POST", data=b"", headers={"X-Kiosk-Request": "1"})
+def post(url: str, body: Optional[Dict] = None) -> Dict:
+    data = json.dumps(body).encode() if body is not None else b""
+    request = urllib.request.Request(url, method="POST", data=data,
+                                     headers={"X-Kiosk-Request": "1", "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -146,6 +148,9 @@ def one_session(kiosk: Kiosk, events: Events, preview: bool) -> Dict:
     cpu_before = kiosk.cpu_s()
     reply = post(kiosk.url + "api/start")
     session_id = reply["state"]["session_id"]
+    if reply["state"]["kiosk"].get("items"):  # the PHQ-8, answered during the capture as a visitor does
+        for item in range(reply["state"]["kiosk"]["items"]):
+            post(kiosk.url + "api/answer", {"item": item, "value": item % 4})
     stop = threading.Event()
     viewer = None
     if preview:

@@ -33,10 +33,11 @@ done
 say "Python environment"
 make_venv "$PYTHON"
 # The device side (no pyaudio: no live microphone), report plots (matplotlib), MQTT (paho-mqtt).
-install_package "${REPO_DIR}[report,fleet]"
+install_package "$(package_target report,fleet)"
 
 say "profile"
 install_profile
+install_models
 if [ ! -f "$ETC_DIR/mqtt-password" ]; then
     warn "no $ETC_DIR/mqtt-password: write the broker password there (install -m 0640 -g edge)," \
         "and the broker's CA as $ETC_DIR/mqtt-ca.pem; until then messages wait in $STATE_DIR/mqtt-queue"

@@ -29,7 +29,7 @@ create_user video,audio
 
 say "Python environment"
 make_venv "$PYTHON" --system-site-packages
-install_package "${REPO_DIR}[audio]"
+install_package "$(package_target audio)"
 
 # JetPack's own OpenCV (4.1.1, with GStreamer) is built for Python 3.6 only. The CSI camera
 # needs an OpenCV with GStreamer importable by Python 3.8 (built from source with
@@ -46,6 +46,7 @@ fi
 
 say "profile"
 install_profile
+install_models
 
 say "systemd units"
 install_camera_rule

@@ -32,10 +32,11 @@ create_user video,audio,render
 
 say "Python environment"
 make_venv "$PYTHON" --system-site-packages
-install_package "${REPO_DIR}[audio]"
+install_package "$(package_target audio)"
 
 say "profile"
 install_profile
+install_models
 
 say "systemd units"
 install_camera_rule

@@ -18,6 +18,10 @@ REPO_DIR=$(cd "$DEPLOY_DIR/.." && pwd)
 SCRIPT_NAME=$(basename "$0")
 
 DRY_RUN=0
+OFFLINE=0
+WHEELS=$REPO_DIR/wheels             # in an offline bundle (deploy/build_bundle.sh): every wheel
+PIP_SOURCE=()                       # --offline: (--no-index --find-links WHEELS)
+MODEL_STORE=/var/lib/edge/models    # edge update's model sets; the units load $MODEL_STORE/current
 START=1
 WITH_BROWSER=1
 DISPLAY_USER=""
@@ -59,11 +63,13 @@ write_file() {
 
 usage() {
     cat <<EOF
-usage: sudo $SCRIPT_NAME [--dry-run] [--no-start] [--no-browser] [--display-user USER]
+usage: sudo $SCRIPT_NAME [--offline] [--dry-run] [--no-start] [--no-browser] [--display-user USER]
 
 Installs the edge screening package for this device into $VENV (pinned by
 $(basename "$CONSTRAINTS") in deploy/constraints/), a system user '$EDGE_USER', the profile
 $ETC_DIR/profile.yaml (kept if present) and the systemd units; enables them.
+  --offline            no network: wheels from the bundle's wheels/ folder (make bundle DEVICE=...),
+                       apt packages must already be on the device image
   --dry-run            print every step and the pinned versions; change nothing
   --no-start           install and enable, but do not (re)start the services now
   --no-browser         no full-screen browser unit (kiosk devices only)
@@ -75,6 +81,7 @@ parse_args() {
     while [ $# -gt 0 ]; do
         case $1 in
             --dry-run) DRY_RUN=1 ;;
+            --offline) OFFLINE=1 ;;
             --no-start) START=0 ;;
             --no-browser) WITH_BROWSER=0 ;;
             --display-user)
@@ -91,6 +98,12 @@ parse_args() {
         die "run as root (sudo $0), or look first with --dry-run"
     fi
     [ -f "$CONSTRAINTS" ] || die "constraints file $CONSTRAINTS is missing"
+    if [ "$OFFLINE" = 1 ]; then
+        [ -d "$WHEELS" ] || die "--offline installs from a bundle's wheels/ folder, and $WHEELS is missing" \
+            "(build one with: make bundle DEVICE=...)"
+        PIP_SOURCE=(--no-index --find-links "$WHEELS")
+        say "offline: wheels from $WHEELS, no network"
+    fi
     [ -f "$PROFILE" ] || die "profile $PROFILE is missing"
     if dry; then
         say "dry run: nothing is changed"
@@ -120,6 +133,15 @@ apt_install() {
     if [ ${#missing[@]} -eq 0 ]; then
         say "apt packages present: $*"
         return
+    fi
+    if [ "$OFFLINE" = 1 ]; then
+        # A bundle carries Python wheels, not the OS: these come with the device's image.
+        if dry; then
+            warn "offline: missing apt packages ${missing[*]} (the device image must have them)"
+            return
+        fi
+        die "offline: these apt packages are missing: ${missing[*]}; put them in the device image" \
+            "(apt-get install ${missing[*]}) or run without --offline"
     fi
     run apt-get update -qq
     run apt-get install -y --no-install-recommends "${missing[@]}"
@@ -175,12 +197,33 @@ make_venv() {
         run "$python" -m venv --clear "$@" "$VENV"
     fi
     # pip first: an old pip (Ubuntu 18.04's 9.0) cannot read manylinux_2_27 wheel tags.
-    run "$VENV/bin/python" -m pip install -q -c "$CONSTRAINTS" pip
+    run "$VENV/bin/python" -m pip install -q ${PIP_SOURCE[@]+"${PIP_SOURCE[@]}"} -c "$CONSTRAINTS" pip
 }
 
 # pip_install REQUIREMENT...: everything pinned by the device's constraints file.
 pip_install() {
-    run "$VENV/bin/python" -m pip install -q --upgrade-strategy only-if-needed -c "$CONSTRAINTS" "$@"
+    run "$VENV/bin/python" -m pip install -q --upgrade-strategy only-if-needed ${PIP_SOURCE[@]+"${PIP_SOURCE[@]}"} \
+        -c "$CONSTRAINTS" "$@"
+}
+
+# package_target EXTRAS: this checkout (`pip install .[EXTRAS]`), or offline the bundle's own wheel.
+package_target() {
+    if [ "$OFFLINE" = 1 ]; then
+        echo "edge-depression-screening[$1]"
+    else
+        echo "${REPO_DIR}[$1]"
+    fi
+}
+
+# The package's signed models become the first model set of the store (edge update --shipped),
+# which the units load (EDGE_MODELS_DIR=$MODEL_STORE/current). A store that has a current set
+# (an update from the care team) is kept.
+install_models() {
+    if [ -e "$MODEL_STORE/current" ]; then
+        say "model store $MODEL_STORE has a current set: kept ($VENV/bin/edge update --status)"
+        return
+    fi
+    run "$VENV/bin/edge" update --shipped --store "$MODEL_STORE" --config "$ETC_DIR/profile.yaml"
 }
 
 install_package() {

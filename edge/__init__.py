@@ -10,6 +10,10 @@ __version__ = "0.1.0"
 # truncated MP4 prints `moov atom not found` before our own one-line error. setdefault
 # keeps a user's own setting (e.g. to debug a stream).
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+# OpenCV's own pixel limit (read once, at import; its default is 2^30 px, 3 GB as BGR): a
+# second guard behind the header check (edge/capture/image_file.py), at the largest
+# video.max_pixels a profile may set.
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", "250000000")
 
 SCREENING_DISCLAIMER = "Screening aid only, not a diagnosis."
 DEMO_WEIGHTS_NOTICE = "demo weights, not for screening"
@@ -32,11 +36,26 @@ _PUBLIC = {
     "EdgeError": "edge.errors", "SourceError": "edge.errors", "first_line": "edge.errors",
     # vocal measures over a session's audio (the nightly job's audio tap)
     "VoiceMeasures": "edge.features.voice",
+    # audio files as recorders write them (WAV of every kind, FLAC, Ogg): header, length, truncation
+    "inspect_audio_file": "edge.capture.audio_file", "AudioFileInfo": "edge.capture.audio_file",
+    # JSON that devices hand us (sidecars), read within size and depth caps
+    "load_json_file": "edge.safe_load",
     # owner-only folders and files written whole (temporary + rename + fsync)
     "private_dir": "edge.store.files", "write_atomic": "edge.store.files", "write_text_atomic": "edge.store.files",
     "FILE_MODE": "edge.store.files",
     # a small HTTP server on the standard library: token and Host checked, bounded (the kiosk's page)
     "BoundedHTTPServer": "edge.http_server", "GuardedHandler": "edge.http_server", "HttpLimits": "edge.http_server",
+    # summaries (never media) to the care team over MQTT: an on-disk outbox published in order (edge.reporting)
+    "BrokerSettings": "edge.reporting.mqtt", "broker_settings": "edge.reporting.mqtt",
+    "parse_mqtt_url": "edge.reporting.mqtt", "Outbox": "edge.reporting.mqtt", "DrainResult": "edge.reporting.mqtt",
+    "publish_outbox": "edge.reporting.mqtt", "mqtt_client": "edge.reporting.mqtt",
+    "nightly_topic": "edge.reporting.mqtt", "state_topic": "edge.reporting.mqtt",
+    "session_topic": "edge.reporting.mqtt", "check_topic_part": "edge.reporting.mqtt",
+    "schema_path": "edge.reporting.mqtt", "SessionReporter": "edge.reporting.sessions",
+    "session_payload": "edge.reporting.sessions",
+    # signed model releases: verified before loading; installed, self-tested, switched and rolled back
+    "ModelStore": "edge.updates", "UpdateResult": "edge.updates", "Release": "edge.models.release",
+    "verify_release": "edge.models.release",
     # the sessions table (SQLite, versioned) that every application's database holds
     "ResultStore": "edge.store", "summary_row": "edge.store.results",
 }

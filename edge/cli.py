@@ -1,15 +1,15 @@
 """The `edge` command (also `python -m edge`). User errors print one line and exit 2;
-`edge run` exits 130 when interrupted and 3 when its sources stalled (edge/apps/run.py)."""
+Ctrl-C prints one line and exits 130, during start-up too; `edge run` exits 3 when its
+sources stalled (edge/apps/run.py).
+
+Module level imports next to nothing: what the parser needs is imported in `main`, inside
+its KeyboardInterrupt handler, so a Ctrl-C while Python loads modules is one line, not a
+20-line traceback from inside the standard library."""
 from __future__ import annotations
 
 import argparse
 import sys
 from typing import List, Optional
-
-from edge import __version__
-from edge.backends import BACKENDS
-from edge.errors import EdgeError
-from edge.models.detectors import DEFAULT_DETECTOR, FACE_DETECTORS
 
 
 def _command(module: str):
@@ -30,6 +30,10 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from edge import __version__
+    from edge.backends import BACKENDS
+    from edge.models.detectors import DEFAULT_DETECTOR, FACE_DETECTORS
+
     parser = OneLineParser(prog="edge", description="On-device depression-screening aid (not a diagnosis).")
     parser.add_argument("--version", action="version", version=f"edge {__version__}")
     common = OneLineParser(add_help=False)
@@ -46,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"face detector: the BlazeFace DNN or OpenCV's Haar cascade (default: {DEFAULT_DETECTOR}, "
                         "as in the profiles)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--config", metavar="PROFILE.yaml", help="device profile: its video.max_pixels bounds the "
+                   "image size decoded (default: the built-in defaults)")
     p.set_defaults(func=_command("face"))
 
     p = sub.add_parser("models", parents=[common], help="list the shipped models and their manifest figures")
@@ -61,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--gst", metavar="PIPELINE", help="GStreamer pipeline ending in appsink (Jetson CSI)")
     video.add_argument("--picamera2", action="store_true", help="the Raspberry Pi camera (picamera2)")
     audio = p.add_mutually_exclusive_group()
-    audio.add_argument("--audio", metavar="FILE", help="a PCM WAV file")
+    audio.add_argument("--audio", metavar="FILE", help="an audio file (WAV, FLAC, Ogg Vorbis/Opus)")
     audio.add_argument("--mic", nargs="?", const="default", metavar="INDEX",
                        help="microphone (pyaudio); the default one without INDEX")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
@@ -74,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("kiosk", parents=[common], help="the screening kiosk: a local page, session after session")
     p.add_argument("--config", help="device profile YAML (its kiosk: section); default: the built-in defaults")
     p.add_argument("--port", type=int, metavar="N", help="TCP port (default: the profile's kiosk.port; 0: a free one)")
-    p.add_argument("--video", metavar="FILE", help="replay a video file as if live, each session from the start")
-    p.add_argument("--audio", metavar="FILE", help="replay a PCM WAV file as if live")
+    from edge.apps.kiosk import add_source_arguments
+
+    add_source_arguments(p)  # --video FILE | --camera [N], --audio FILE | --mic [N] (edge/apps/kiosk)
     p.set_defaults(func=_command("kiosk"))
 
     p = sub.add_parser("nightly", parents=[common], help="the gateway's nightly job over the day's recordings")
@@ -84,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", metavar="FILE", help="results database (overrides output.database)")
     p.add_argument("--out", metavar="DIR", help="folder for summaries and reports (overrides the profile)")
     p.add_argument("--mqtt", metavar="URL", help="broker for this run, mqtt://HOST:PORT (overrides mqtt.host/port)")
+    p.add_argument("--night", metavar="YYYY-MM-DD", help="the night to report (a backfill or replay; default: today)")
     p.set_defaults(func=_command("nightly"))
 
     p = sub.add_parser("doctor", parents=[common], help="what this device has: backends, threads, OpenCV, versions")
@@ -96,27 +104,82 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = p.add_subparsers(dest="config_command", required=True)
     p = config_sub.add_parser("check", parents=[common], help="validate profiles (one line per error, exit 2)")
     p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--template", action="store_true", help="checked away from its device: do not look for the "
+                   "files the profile references (MQTT CA and password, source files)")
     p.set_defaults(func=_command("config_check"))
+
+    from edge.apps.update import add_arguments as update_arguments
+
+    p = sub.add_parser("update", help="install a signed model release (self-tested, switched atomically), "
+                       "or roll back")
+    update_arguments(p)
+    p.set_defaults(func=_command("update"))
 
     from edge.apps.sessions import add_arguments as sessions_arguments
 
     p = sub.add_parser("sessions", help="stored sessions: `list`, or `export --csv` for a clinic")
     sessions_arguments(p)
     p.set_defaults(func=_command("sessions"))
+
+    from edge.apps.fleet import add_arguments as fleet_arguments
+
+    p = sub.add_parser("fleet", help="the care team's service: `serve` (MQTT in, database, dashboard), `user add`")
+    fleet_arguments(p, common)
+    p.set_defaults(func=_command("fleet"))
     return parser
 
 
+_SIGINT_SEEN = []
+
+
+def _on_sigint(signum, frame) -> None:
+    # Recorded as well as raised: a library that turns the KeyboardInterrupt into another
+    # error (numpy's import makes it an ImportError) is then still reported as Ctrl-C.
+    _SIGINT_SEEN.append(signum)
+    raise KeyboardInterrupt
+
+
+def _interrupted(real_cli: bool) -> int:
+    if real_cli:  # a second Ctrl-C while we leave would print a traceback
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    print("edge: interrupted", file=sys.stderr)
+    return 130
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    real_cli = argv is None  # tests call main([...]) in-process: leave their handlers alone
+    try:
+        if real_cli:
+            import signal
+
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                signal.signal(signal.SIGINT, _on_sigint)
+        from edge.errors import EdgeError
+
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        return _interrupted(real_cli)
+    except Exception:
+        if _SIGINT_SEEN:
+            return _interrupted(real_cli)
+        raise
     try:
         return args.func(args)
     except EdgeError as exc:
+        if _SIGINT_SEEN:  # a loader that wrapped the interrupt in its own error
+            return _interrupted(real_cli)
         print(f"edge: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        return _interrupted(real_cli)
     except BrokenPipeError:  # `edge sessions list | head`: the reader left, nothing is wrong
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception:
+        if _SIGINT_SEEN:
+            return _interrupted(real_cli)
+        raise

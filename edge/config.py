@@ -13,7 +13,7 @@ Every section is a frozen dataclass generated from SCHEMA (lists become tuples),
 profile, once validated, is never changed under the code that reads it: a variant is a
 new object made by `updated()`, checked like the file was. `EngineConfig` holds the
 sections the screening engine reads (edge.engine); `Profile` adds the applications'
-sections (kiosk, nightly, mqtt), which the engine never sees.
+sections (kiosk, nightly, mqtt, fleet), which the engine never sees.
 """
 from __future__ import annotations
 
@@ -91,6 +91,20 @@ def _providers(value) -> Optional[str]:
     return None if ok else "must be a non-empty list of onnxruntime provider names (...ExecutionProvider)"
 
 
+def release_key_problem(value) -> Optional[str]:
+    # "shipped", "none", or 32 bytes in base64 (an Ed25519 public key; edge/models/release.py)
+    import base64
+    import binascii
+
+    if value in ("shipped", "none"):
+        return None
+    try:
+        raw = base64.b64decode(str(value), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    return None if len(raw) == 32 else "must be 'shipped', 'none' or an Ed25519 public key in base64 (44 characters)"
+
+
 MAX_PROFILE_BYTES = 256 * 1024  # the shipped profiles are about 3 KB
 
 _INT = (int,)
@@ -113,6 +127,9 @@ SCHEMA: Dict[str, Union[dict, _Leaf]] = {
         "fps": (_NUM, 30, _between(0.1, 240)),
         "analysis_fps": (_NUM, 10, _between(0.1, 240)),  # frames per second that reach the face model
         "queue_frames": (_INT, 4, _positive),  # bounded queue; the oldest frame is dropped
+        # Largest image or video frame decoded (width x height), checked from the file's header
+        # before decoding: a 54 KB JPEG claiming 30000x30000 took 5.2 GB. 50 Mpx is 150 MB as BGR.
+        "max_pixels": (_INT, 50_000_000, _between(16 * 16, 250_000_000)),
     },
     "audio": {
         "source": (_OPT_STR, "mic", None),  # "mic", "mic:<index>", a WAV path, or null (no audio)
@@ -144,6 +161,13 @@ SCHEMA: Dict[str, Union[dict, _Leaf]] = {
             "context": (_NUM, 0.0, _between(0.0, 1.0)),  # MoE context flag z (0: human-led interview)
             "providers": (_LIST, ["CPUExecutionProvider"], _providers),  # ONNX backend only
         },
+        # Signed model releases (edge/models/release.py): the Ed25519 public key (base64) the models
+        # folder must be signed with; "shipped": the project's key (the shipped models verify as
+        # they are); "none": no signature check (development only; summaries then say "unsigned").
+        "release_key": (_STR, "shipped", release_key_problem),
+        # Where `edge update` keeps model sets (releases/, current, previous); the services load
+        # <store>/current (EDGE_MODELS_DIR in deploy/systemd) once the installer has seeded it.
+        "store": (_STR, "/var/lib/edge/models", _not_empty),
     },
     "screen": {
         "vote_frames": (_INT, 1200, _between(3, 100000)),  # the paper's first 1200 analysed face frames
@@ -181,6 +205,22 @@ SCHEMA: Dict[str, Union[dict, _Leaf]] = {
         "preview": (_BOOL, True, None),  # mirrored, downscaled live preview (never stored)
         "preview_fps": (_NUM, 10, _between(1, 30)),
         "preview_width": (_INT, 320, _between(64, 1280)),
+        # Publish each saved session's summary (no media) to the care team over MQTT (the `mqtt`
+        # section's broker and outbox; topic <prefix>/<site_id>/session).
+        "report": (_BOOL, False, None),
+        "site_id": (_STR, "kiosk", _not_empty),  # the kiosk's opaque id in topics and on the dashboard
+        # The PHQ-8 questionnaire on the touch page while the camera and microphone are read
+        # (edge.rules.phq8 scores it); none: the sensor readings only.
+        "questionnaire": (_STR, "phq8", _one_of("phq8", "none")),
+        "language": (_STR, "en", _one_of("en")),  # the page's string catalogue (edge/apps/kiosk/strings.py)
+        # Always on the result screen: whom to call when feeling unsafe (a clinic sets its own line).
+        "help_line": (_STR, "your local emergency number", _not_empty),
+        "show_phq8_estimate": (_BOOL, False, None),  # show the model's PHQ-8 estimate (always marked) to visitors
+        "research_opt_in": (_BOOL, True, None),  # offer the second opt-in: keep features + answers as a label
+        "answer_timeout_seconds": (_NUM, 90, _between(10, 900)),  # no answer this long: the visitor has gone
+        # Loopback clients (the kiosk's own browser) need no token; false behind a local reverse
+        # proxy that does not send X-Forwarded-For (requests that carry it always need the token).
+        "loopback_without_token": (_BOOL, True, None),
     },
     # `edge nightly`: the gateway's batch job over the day's recordings (edge/apps/nightly).
     "nightly": {
@@ -207,6 +247,21 @@ SCHEMA: Dict[str, Union[dict, _Leaf]] = {
         "password_file": (_OPT_STR, None, None),  # a file holding the password (never in the profile)
         "queue_dir": (_STR, "out/mqtt-queue", _not_empty),  # messages wait here while the broker is away
         "timeout_s": (_NUM, 10, _between(0.1, 300)),
+    },
+    # `edge fleet serve`: the care team's service (edge/apps/fleet) on the `mqtt` section's broker.
+    "fleet": {
+        "database": (_STR, "out/fleet.sqlite", _not_empty),  # a file (SQLite) or postgresql://... (a URL)
+        "client_id": (_STR, "edge-fleet-1", _not_empty),  # MQTT client id: its persistent session at the broker
+        "share_group": (_OPT_STR, None, None),  # MQTT 5 shared subscription ($share/<group>/...): several consumers
+        "session_expiry_s": (_INT, 604800, _between(60, 4294967295)),  # messages wait this long while it is down
+        "max_payload_bytes": (_INT, 65536, _between(1024, 16777216)),  # larger: dead letter
+        "batch_messages": (_INT, 200, _between(1, 10000)),  # messages stored per transaction (acked after commit)
+        "host": (_STR, "127.0.0.1", _not_empty),  # the dashboard (a TLS reverse proxy in front for others)
+        "port": (_INT, 8090, _port),
+        "server_names": (_LIST, [], _names),  # Host names the dashboard may be reached by (see telemetry)
+        "silent_hours": (_NUM, 36, _between(1, 8760)),  # a gateway silent this long is an alert
+        "login_hours": (_NUM, 12, _between(0.1, 720)),  # a log-in lasts this long
+        "people_per_page": (_INT, 100, _between(10, 5000)),
     },
 }
 
@@ -241,6 +296,8 @@ def _validate(schema: dict, data: Any, where: str, origin: str, cls: type):
         if key not in schema:
             full = f"{where}.{key}" if where else str(key)
             known = ", ".join(sorted(schema))
+            if len(full) > 80:  # a fuzzed 1 MB key is not repeated whole (issue 21)
+                full = full[:77] + "..."
             raise EdgeError(f"{origin}: unknown key '{full}' (known here: {known})")
     values = {}
     for key, spec in schema.items():
@@ -396,7 +453,7 @@ def _top_fields(keys: Tuple[str, ...]) -> List[Tuple[str, Any]]:
 
 # The engine's part of a profile (what a Screener reads) and the applications' sections.
 ENGINE_KEYS = ("profile", "threads", "video", "audio", "face", "models", "screen", "output", "telemetry")
-APP_KEYS = ("kiosk", "nightly", "mqtt")
+APP_KEYS = ("kiosk", "nightly", "mqtt", "fleet")
 assert set(ENGINE_KEYS + APP_KEYS) == set(SCHEMA)
 
 _engine_fields = _top_fields(ENGINE_KEYS)

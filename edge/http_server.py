@@ -69,7 +69,9 @@ def _host_key(host: str, port: int) -> Optional[str]:
     else:
         name, _, given_port = host.partition(":")
     name = name.rstrip(".")
-    if not name or (given_port and not given_port.isdigit()):
+    # ASCII digits only and at most 5 of them: int() of 20,000 digits (or of a Unicode
+    # digit such as "\u00b2") raised inside the Host check (found by fuzzing, issue 21).
+    if not name or (given_port and not (given_port.isascii() and given_port.isdigit() and len(given_port) <= 5)):
         return None
     return f"{name}:{int(given_port) if given_port else port}"
 

@@ -7,15 +7,19 @@ Every file is checked against the sha256 in its manifest before it is loaded.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import re
+import stat
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
-from edge.errors import EdgeError
+from edge.errors import EdgeError, shown
+from edge.safe_load import load_json_file
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_SCHEMA_VERSION = 1
+MANIFEST_MAX_BYTES = 1 << 20  # the shipped ones are under 10 KB
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 PACKAGE_MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 
@@ -23,8 +27,15 @@ def models_dir(override: Optional[str] = None) -> Path:
     """The folder that holds the model folders (see the module docstring)."""
     chosen = override or os.environ.get("EDGE_MODELS_DIR")
     path = Path(chosen) if chosen else PACKAGE_MODELS_DIR
-    if not path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError as exc:  # a parent folder this user may not enter
+        raise EdgeError(f"models directory {path} cannot be read: {exc.strerror or exc}") from None
+    if not is_dir:
         raise EdgeError(f"models directory {path} does not exist; check --models-dir or EDGE_MODELS_DIR")
+    if not os.access(str(path), os.R_OK | os.X_OK):
+        raise EdgeError(f"models directory {path} cannot be read by this user; "
+                        "fix its permissions (chmod a+rX) or give another --models-dir")
     return path
 
 
@@ -74,9 +85,21 @@ class ModelManifest:
     def verified_path(self, entry: dict) -> Path:
         """Path of a file entry after checking that it exists and its sha256 matches."""
         path = self.folder / entry["file"]
-        if not path.is_file():
-            raise EdgeError(f"model file {path} is missing; reinstall the package or run `make models`")
-        actual = sha256_of(path)
+        try:
+            mode = os.stat(str(path)).st_mode
+        except FileNotFoundError:
+            raise EdgeError(f"model file {path} is missing; reinstall the package or run `make models`") from None
+        except OSError as exc:
+            raise EdgeError(f"model file {path} cannot be read: {exc.strerror or exc}; "
+                            "fix its permissions or reinstall the package") from None
+        if not stat.S_ISREG(mode):  # a FIFO would block the sha256 read for ever
+            raise EdgeError(f"model file {path} is not a regular file (a folder, pipe or device); "
+                            "reinstall the package or run `make models`")
+        try:
+            actual = sha256_of(path)
+        except OSError as exc:
+            raise EdgeError(f"model file {path} cannot be read: {exc.strerror or exc}; "
+                            "fix its permissions (chmod a+r) or reinstall the package") from None
         if actual != entry["sha256"]:
             raise EdgeError(
                 f"model file {path} does not match its manifest (sha256 {actual[:12]}... "
@@ -121,20 +144,56 @@ def load_manifest(name: str, directory: Optional[str] = None) -> ModelManifest:
     """Read `<models_dir>/<name>/manifest.json`; one-line EdgeError when absent or broken."""
     folder = models_dir(directory) / name
     path = folder / MANIFEST_NAME
-    if not path.is_file():
-        raise EdgeError(f"no manifest for model {name!r} at {path}; check --models-dir")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise EdgeError(f"manifest {path} cannot be read: {exc}") from None
+        exists = os.path.lexists(str(path))
+    except OSError:
+        exists = True  # let the read below say why
+    if not exists:
+        raise EdgeError(f"no manifest for model {name!r} at {path}; check --models-dir")
+    data = load_json_file(str(path), "manifest", MANIFEST_MAX_BYTES)
     version = data.get("schema_version") if isinstance(data, dict) else None
     if version != MANIFEST_SCHEMA_VERSION:
-        raise EdgeError(f"manifest {path} has schema_version {version!r}; this runtime reads version "
+        raise EdgeError(f"manifest {path} has schema_version {shown(version)}; this runtime reads version "
                         f"{MANIFEST_SCHEMA_VERSION}: install the package that matches these models")
     for key in ("name", "files", "preprocess"):
         if key not in data:
             raise EdgeError(f"manifest {path} lacks the key {key!r}; rebuild it with `make models`")
+    problem = _manifest_problem(data)
+    if problem:
+        raise EdgeError(f"manifest {path}: {problem}; rebuild it with `make models`")
     return ModelManifest(folder, data)
+
+
+def plain_file_name(name: object) -> bool:
+    """True for a file name that stays inside its folder: no path separator, not `.` or
+    `..`, not hidden, no NUL (a manifest entry `../../../etc/passwd` is refused)."""
+    return (isinstance(name, str) and 0 < len(name) <= 255 and "/" not in name and "\\" not in name
+            and "\0" not in name and not name.startswith("."))
+
+
+def _manifest_problem(data: dict) -> Optional[str]:
+    """What is wrong with a manifest's types, in a few words; None when it is usable."""
+    if not isinstance(data["name"], str) or not data["name"]:
+        return f"name must be a text, not {shown(data['name'])}"
+    if not isinstance(data["preprocess"], dict):
+        return f"preprocess must be an object, not {shown(data['preprocess'])}"
+    labels = data.get("labels", [])
+    if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+        return f"labels must be a list of texts, not {shown(labels)}"
+    files = data["files"]
+    if not isinstance(files, list) or not files:
+        return f"files must be a non-empty list of file entries, not {shown(files)}"
+    for i, entry in enumerate(files):
+        if not isinstance(entry, dict):
+            return f"files[{i}] must be an object, not {shown(entry)}"
+        for key in ("file", "format", "precision", "sha256"):
+            if not isinstance(entry.get(key), str):
+                return f"files[{i}].{key} must be a text, not {shown(entry.get(key))}"
+        if not plain_file_name(entry["file"]):
+            return f"files[{i}].file must be a plain file name inside the model's folder, not {shown(entry['file'])}"
+        if not _SHA256.fullmatch(entry["sha256"]):
+            return f"files[{i}].sha256 must be 64 lowercase hex digits, not {shown(entry['sha256'])}"
+    return None
 
 
 class ImageContract(NamedTuple):
@@ -175,7 +234,15 @@ def image_contract(manifest: ModelManifest, layout: str, color: str) -> ImageCon
 def list_manifests(directory: Optional[str] = None) -> Dict[str, ModelManifest]:
     root = models_dir(directory)
     found = {}
-    for child in sorted(root.iterdir()):
-        if (child / MANIFEST_NAME).is_file():
+    try:
+        children = sorted(root.iterdir())
+    except OSError as exc:
+        raise EdgeError(f"models directory {root} cannot be read: {exc.strerror or exc}") from None
+    for child in children:
+        try:
+            has_manifest = os.path.lexists(str(child / MANIFEST_NAME))
+        except OSError:
+            has_manifest = True
+        if has_manifest:
             found[child.name] = load_manifest(child.name, str(root))
     return found

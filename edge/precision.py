@@ -40,6 +40,7 @@ from edge.manifest import ModelManifest, load_manifest
 from edge.models.emotion import MODEL_NAME as EMOTION_MODEL
 from edge.models.emotion import EmotionClassifier
 from edge.models.severity import SeverityModel, SeverityStream
+from edge.safe_load import load_json_file
 
 TOP1_FLOOR = 0.99
 MAX_PROB_DIFF = 0.15
@@ -92,10 +93,25 @@ def _cache_key(entry: dict, backend_kind: str, threads: int, fingerprint: str) -
     return f"{fingerprint}|{_runtime(backend_kind)}|{entry['sha256']}|t{threads}"
 
 
-def _load_cache(path: Path) -> Dict[str, dict]:
+def _trusted(path: Path) -> bool:
+    """A cache another local user could have written is not trusted (it decides which file
+    `auto` loads): it must be ours and writable by us alone, and so must its folder."""
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError):
+        for item in (path.parent, path):
+            st = os.stat(str(item))
+            if st.st_uid != os.getuid() or st.st_mode & 0o022:
+                return False
+    except OSError:
+        return False
+    return True
+
+
+def _load_cache(path: Path) -> Dict[str, dict]:
+    if not _trusted(path):
+        return {}
+    try:
+        doc = load_json_file(str(path), "precision cache", 1 << 20)
+    except EdgeError:
         return {}
     if not isinstance(doc, dict) or doc.get("version") != CACHE_VERSION:
         return {}
@@ -103,10 +119,22 @@ def _load_cache(path: Path) -> Dict[str, dict]:
 
 
 def _save_cache(path: Path, results: Dict[str, dict]) -> None:
+    # Owner-only (0700 folder, 0600 file) whatever the umask: under umask 000 they were 0777
+    # and 0666, and another local user could change which file `precision: auto` picks.
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"version": CACHE_VERSION, "results": results}, indent=1, sort_keys=True))
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if os.stat(str(path.parent)).st_uid == os.getuid():
+            os.chmod(str(path.parent), 0o700)  # mkdir's mode passes through the umask
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w") as f:
+                fd = -1
+                f.write(json.dumps({"version": CACHE_VERSION, "results": results}, indent=1, sort_keys=True))
+        finally:
+            if fd >= 0:
+                os.close(fd)
         os.replace(str(tmp), str(path))
     except OSError:
         pass  # a read-only home: measure again next time, never fail the start
@@ -184,7 +212,15 @@ def measure(manifest, backend_kind: str, threads: int = 1) -> Dict[str, dict]:
                         "for precision: auto; choose fp32 or int8 in the profile")
     outputs, results = {}, {}
     for entry in [reference] + [e for e in entries if e is not reference]:
-        backend = manifest.open(entry, threads=threads)
+        try:
+            backend = manifest.open(entry, threads=threads)
+        except EdgeError as exc:
+            if entry is reference:
+                raise
+            # A damaged or unreadable candidate is left out, and the reason says so.
+            results[entry["file"]] = {"meets_floor": False, "skipped": str(exc)[:200], "ms": None,
+                                      "precision": entry["precision"], "arithmetic": arithmetic(entry)}
+            continue
         outputs[entry["file"]] = run_all(backend, inputs)
         ms = _face_call_ms(backend, one_call[0]) if one_call is not None else _tick_call_ms(manifest, backend, inputs)
         got, want = outputs[entry["file"]], outputs[reference["file"]]
@@ -231,7 +267,8 @@ def resolve(manifest, backend: str, precision: str, threads: int = 1,
         source = "measured"
         if use_cache:
             cache = _load_cache(path)
-            cache.update({keys[name]: result for name, result in measured.items() if name in keys})
+            cache.update({keys[name]: result for name, result in measured.items()
+                          if name in keys and "skipped" not in result})  # a repaired file is measured again
             _save_cache(path, cache)
     usable: List[dict] = []
     for entry in entries:
@@ -241,16 +278,29 @@ def resolve(manifest, backend: str, precision: str, threads: int = 1,
         if refused and arithmetic(entry) == "int8":
             continue
         usable.append(entry)
-    if not usable:
-        raise EdgeError(f"no {backend} file of {manifest.name} agrees with its fp32 file on this CPU; "
-                        "this should not happen: report it with `edge doctor --json`")
-    best = min(usable, key=lambda e: measured[e["file"]]["ms"])
+    skipped = {name: r["skipped"] for name, r in measured.items() if r.get("skipped")}
+    best = None
+    for entry in sorted(usable, key=lambda e: measured[e["file"]]["ms"]):
+        try:
+            if source == "cached":  # measured on an earlier start: the file may have changed since
+                manifest.verified_path(entry)
+        except EdgeError as exc:
+            skipped[entry["file"]] = str(exc)[:200]
+            continue
+        best = entry
+        break
+    if best is None:
+        why = "; ".join(f"skipped {name}: {reason}" for name, reason in sorted(skipped.items()))
+        raise EdgeError(f"no {backend} file of {manifest.name} agrees with its fp32 file on this CPU"
+                        + (f" ({why})" if why else "; this should not happen: report it with `edge doctor --json`"))
     result = measured[best["file"]]
     quality = (f"top-1 {result['top1_agreement']:.1%}" if "top1_agreement" in result
                else f"max PHQ-8 diff {result['max_abs_mu_diff']:.3f}")
-    others = ", ".join(f"{name} {r['ms']:.3f} ms" for name, r in sorted(measured.items()) if name != best["file"])
+    others = ", ".join(f"{name} {r['ms']:.3f} ms" for name, r in sorted(measured.items())
+                       if name != best["file"] and name not in skipped and r.get("ms") is not None)
     reason = (f"auto: {best['precision']} {result['ms']:.3f} ms, {quality} vs fp32 on this CPU "
-              f"({source}, cpu {fingerprint}{'; ' + others if others else ''})")
+              f"({source}, cpu {fingerprint}{'; ' + others if others else ''})"
+              + "".join(f"; skipped {name}: {why}" for name, why in sorted(skipped.items())))
     return Choice(best, reason, measured)
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any
+from typing import Any, Union
 
-from edge.errors import EdgeError, first_line
+from edge.errors import EdgeError, first_line, shown
 
 MAX_DEPTH = 16  # mappings and lists inside each other; the schema has 3 levels
 MAX_ALIASES = 16  # `*name` references in one document
@@ -103,3 +103,103 @@ def load_yaml(text: str, origin: str) -> Any:
 def load_yaml_file(path: str, what: str, max_bytes: int) -> Any:
     """read_text_file + load_yaml."""
     return load_yaml(read_text_file(path, what, max_bytes), f"{what} {path}")
+
+
+JSON_MAX_DEPTH = 32  # a sidecar or a manifest is a few levels deep
+_JSON_STRING = None  # compiled on first use: a JSON string literal, escapes included
+_JSON_BRACKET = None
+
+
+def _json_depth(text: str) -> int:
+    """How deeply arrays and objects nest in `text`, counted without parsing it (the
+    parser itself would recurse once a level and die of RecursionError at ~1000)."""
+    global _JSON_STRING, _JSON_BRACKET
+    import re
+
+    if _JSON_STRING is None:
+        # The closing quote is optional so an unterminated string ends the text in one
+        # pass; with it required, `"\"\"\"...` would be rescanned from every quote (quadratic).
+        _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?', re.S)
+        _JSON_BRACKET = re.compile(r"[\[\]{}]+")
+    depth = deepest = 0
+    for run in _JSON_BRACKET.finditer(_JSON_STRING.sub('""', text)):
+        for ch in run.group():
+            depth += 1 if ch in "[{" else -1
+            if depth > deepest:
+                deepest = depth
+    return deepest
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"a number of {len(text)} digits")
+    return int(text)
+
+
+def _bounded_float(text: str) -> float:
+    value = float(text)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _unique_keys(pairs: list) -> dict:
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"the key {key[:40]!r} appears twice")
+        out[key] = value
+    return out
+
+
+def _check_strings(value: Any) -> None:
+    """Every string (key or value) is encodable text: a lone surrogate such as "\\ud800"
+    parses but would raise later, when SQLite or a log line encodes it."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"the string {shown(item, 40)} holds a lone surrogate") from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def load_json(text: Union[str, bytes], origin: str, max_depth: int = JSON_MAX_DEPTH) -> Any:
+    """Parse one JSON document in bounded memory and time; one-line EdgeError naming `origin`.
+
+    Refused: nesting deeper than `max_depth`, integers of more than 30 digits, NaN,
+    Infinity and overflowing floats, a key twice in one object, lone surrogates, bytes
+    that are not UTF-8. Cap the size before calling (read_text_file or load_json_file)."""
+    import json
+
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise EdgeError(f"{origin} is not a text (UTF-8) file") from None
+    depth = _json_depth(text)
+    if depth > max_depth:
+        raise EdgeError(f"{origin} is not valid JSON: nested {depth} levels deep, more than {max_depth}")
+    try:
+        data = json.loads(text, parse_int=_bounded_int, parse_float=_bounded_float,
+                          parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+        _check_strings(data)
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise EdgeError(f"{origin} is not valid JSON: {first_line(exc)[:200]}") from None
+    return data
+
+
+def load_json_file(path: str, what: str, max_bytes: int, max_depth: int = JSON_MAX_DEPTH) -> Any:
+    """read_text_file + load_json: a regular file of at most `max_bytes`, parsed within the
+    caps of load_json. `what` names the file in errors ("sidecar", "manifest")."""
+    return load_json(read_text_file(path, what, max_bytes), f"{what} {path}", max_depth)

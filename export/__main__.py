@@ -12,7 +12,8 @@ from pathlib import Path
 
 from edge.errors import EdgeError
 
-COMMAND_MODULES = ("export.fer_cli", "export.lstm_cli", "export.blazeface")
+# export.release last: build-all signs the rebuilt files again (when the project's key is here).
+COMMAND_MODULES = ("export.fer_cli", "export.lstm_cli", "export.blazeface", "export.release")
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "edge" / "models"
 
 

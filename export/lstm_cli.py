@@ -16,6 +16,11 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="where to write the weights (.npz)")
+    p.add_argument("--report", type=Path, help="the evaluation report on the held-out split (JSON; default: "
+                   "OUT with .report.json)")
+    p.add_argument("--min-visits", type=int, default=None, metavar="N",
+                   help="fewer visits than this keep 'demo weights' on every output (default 200)")
+    p.add_argument("--batches", type=int, default=20, metavar="N", help="batches per epoch (default 20)")
     p.set_defaults(func=train_command)
 
     p = sub.add_parser("build-moe", help="export every file from the shipped weights (or --retrain on synthetic "
@@ -47,7 +52,8 @@ def train_command(args: argparse.Namespace) -> None:
     from export.convert.lstm_build import save_weights
     from export.data.sequences import split
     from export.models.lstm_moe import build_model, count_parameters
-    from export.train.lstm_moe import TrainConfig, mean_baseline, metrics, predict, train
+    from export.train.evaluation import DEFAULT_MIN_VISITS, evaluation_report, report_text
+    from export.train.lstm_moe import TrainConfig, mean_baseline, predict, train
 
     if args.data == "synthetic":
         from export.data.synthetic import synthetic_sessions
@@ -73,12 +79,26 @@ def train_command(args: argparse.Namespace) -> None:
         raise EdgeError(f"the data has {width} features a step; the {config_name} config expects "
                         f"{model.config.feature_size}")
     print(f"{config_name} config, {count_parameters(model):,} parameters")
-    train(model, train_set, val_set, TrainConfig(max_epochs=args.epochs, seed=args.seed))
-    if test_set:
-        print("test:", json.dumps(metrics(predict(model, test_set), test_set)))
-        print("predict-the-mean:", json.dumps(mean_baseline(train_set, test_set)))
+    steps = min(100, min(len(s.features) for s in train_set))
+    train(model, train_set, val_set, TrainConfig(max_epochs=args.epochs, seed=args.seed, chunk_steps=steps,
+                                                 batches_per_epoch=args.batches))
     save_weights(model, args.out)
-    print(f"wrote {args.out}")
+    visits = {"train": len(train_set), "val": len(val_set), "test": len(test_set)}
+    min_visits = DEFAULT_MIN_VISITS if args.min_visits is None else args.min_visits
+    if test_set:
+        predicted = predict(model, test_set)
+        report = evaluation_report(predicted, test_set, visits, min_visits, args.data,
+                                   mean_baseline(train_set, test_set))
+        if args.data == "synthetic":  # synthetic sessions are never people: always demo weights
+            report["demo_weights"], report["note"] = True, "demo weights, not for screening: synthetic data"
+        path = args.report or args.out.with_suffix(".report.json")
+        path.write_text(json.dumps(report, indent=2))
+        print(report_text(report))
+        demo = report["demo_weights"]
+        print(f"wrote {path}" + (" (demo weights, not for screening)" if demo else ""))
+    else:
+        demo = True
+    print(f"wrote {args.out}" + (" (demo weights, not for screening)" if demo else ""))
 
 
 def _print_counts(label: str, counts: dict) -> None:

@@ -28,14 +28,16 @@ SERVING = re.compile(r"serving (http://[^ ]+/) ")
 
 def kiosk_profile(tmp_path: Path, name: str = "profile.yaml", **kiosk) -> Path:
     """desktop.yaml with outputs under tmp_path and a 5 s capture; `kiosk` overrides keys
-    of the kiosk: section; `video_source=`/`audio_source=` set the profile's sources."""
+    of the kiosk: section; `video_source=`/`audio_source=` set the profile's sources.
+    The questionnaire is off unless asked for (questionnaire="phq8", the shipped default):
+    a test that answers nothing still gets its result when the capture ends."""
     data = yaml.safe_load(DESKTOP.read_text())
     data["output"]["dir"] = str(tmp_path / "out")
     data["output"]["database"] = str(tmp_path / "out" / "sessions.sqlite")
     for key in ("video_source", "audio_source"):
         if key in kiosk:
             data[key.split("_")[0]]["source"] = kiosk.pop(key)
-    data["kiosk"].update({"capture_seconds": 5, "result_seconds": 30})
+    data["kiosk"].update({"capture_seconds": 5, "result_seconds": 30, "questionnaire": "none"})
     data["kiosk"].update(kiosk)
     path = tmp_path / name
     path.write_text(yaml.safe_dump(data))
@@ -55,8 +57,33 @@ def http(url: str, method: str = "GET", headers: Optional[Dict[str, str]] = None
     return status, got, body
 
 
-def post(base: str, action: str, **kw):
-    return http(base + "api/" + action, "POST", {"X-Kiosk-Request": "1"}, **kw)
+def post(base: str, action: str, body: Optional[Dict] = None, **kw):
+    if body is None:
+        return http(base + "api/" + action, "POST", {"X-Kiosk-Request": "1"}, **kw)
+    request = urllib.request.Request(base + "api/" + action, method="POST", data=json.dumps(body).encode(),
+                                     headers={"X-Kiosk-Request": "1", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=kw.get("timeout_s", 10.0)) as response:
+            return response.status, response.headers, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, json.loads(exc.read())
+
+
+def answer_all(base: str, answers: List[int]) -> Dict:
+    """Answer the PHQ-8 items in order, as the page does (each for the item on screen)."""
+    reply = {}
+    for item, value in enumerate(answers):
+        status, _, reply = post(base, "answer", {"item": item, "value": value})
+        assert status == 200 and reply["taken"], reply
+    return reply["state"]
+
+
+def answers_for(score: int) -> List[int]:
+    """Eight answers 0..3 that add up to `score`."""
+    out = [0] * 8
+    for i in range(score):
+        out[i % 8] += 1
+    return out
 
 
 def state(base: str) -> Dict:
@@ -142,7 +169,7 @@ class KioskProcess:
 
 @contextlib.contextmanager
 def kiosk_in_process(profile: Path, video: Optional[str] = DEMO_VIDEO, audio: Optional[str] = DEMO_WAV,
-                     token: Optional[str] = None) -> Iterator:
+                     token: Optional[str] = None, loopback_without_token: bool = True) -> Iterator:
     """The kiosk's own classes wired as `edge kiosk` wires them, on a free port: yields
     (base url, controller)."""
     from edge import Screener, ScreenerOptions, load_config
@@ -153,7 +180,8 @@ def kiosk_in_process(profile: Path, video: Optional[str] = DEMO_VIDEO, audio: Op
     screener = Screener(ScreenerOptions(config.engine))
     kiosk = config.kiosk
     controller = KioskController(screener, kiosk, video, audio)
-    server = KioskServer(controller, kiosk.host, 0, token if token is not None else kiosk.token)
+    server = KioskServer(controller, kiosk.host, 0, token if token is not None else kiosk.token,
+                         loopback_without_token=loopback_without_token)
     controller.begin()
     server.start()
     try:

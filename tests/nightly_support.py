@@ -164,7 +164,7 @@ def month(days: int = 30) -> List[date]:
 
 
 def schema(name: str) -> Dict:
-    from edge.apps.nightly.fleet import schema_path
+    from edge import schema_path
 
     return json.loads(schema_path(name).read_text())
 

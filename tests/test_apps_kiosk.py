@@ -23,6 +23,8 @@ from kiosk_support import (
     ROOT,
     EventReader,
     KioskProcess,
+    answer_all,
+    answers_for,
     demo_frames,
     http,
     kiosk_in_process,
@@ -63,7 +65,7 @@ def _first_jpeg(url: str) -> bytes:
 def test_two_taps_give_one_session_with_live_events_and_preview(tmp_path):
     import cv2
 
-    profile = kiosk_profile(tmp_path)
+    profile = kiosk_profile(tmp_path, questionnaire="phq8")
     with kiosk_in_process(profile) as (base, controller):
         assert state(base)["phase"] == "welcome"
         replies = []
@@ -98,6 +100,13 @@ def test_two_taps_give_one_session_with_live_events_and_preview(tmp_path):
                    "How have you been sleeping lately?", "What are you looking forward to?"]
         assert live["prompt"] == prompts[int(live["elapsed_s"] / 1.25)], live
 
+        # The visitor answers while the readings are taken; a second tap on an item already
+        # answered does not answer the next one.
+        answer_all(base, answers_for(12)[:7])
+        assert post(base, "answer", {"item": 5, "value": 3})[0] == 409
+        assert post(base, "answer", {"item": 7, "value": 7})[0] == 409  # not an answer
+        assert post(base, "answer", {"item": 7, "value": answers_for(12)[7]})[2]["taken"]
+
         result = wait_phase(base, "result", 15)
         events.close()
         assert result["session_id"] == session_id
@@ -107,15 +116,35 @@ def test_two_taps_give_one_session_with_live_events_and_preview(tmp_path):
     rows = _rows(tmp_path)
     assert [r["session_id"] for r in rows] == [session_id] and rows[0]["complete"] == 1
     view = result["result"]
-    assert view["vote"]["level"] == rows[0]["vote_level"] and view["phq8"]["band"] == rows[0]["phq8_band"]
-    assert view["phq8"]["mu_text"] == f"{rows[0]['phq8_mu']:.1f}" and view["saved"] is True
+    cards = {c["name"]: c for c in view["signals"]}
+    # The questionnaire leads; with demo weights the estimate is not shown; the expression vote
+    # is a supporting sign in the page's words, never the paper's message.
+    assert view["lead"] == "questionnaire" and list(cards) == ["questionnaire", "expression"]
+    assert cards["questionnaire"]["score"] == 12 and cards["questionnaire"]["band"] == "moderate"
+    assert cards["expression"]["level"] == rows[0]["vote_level"] and view["saved"] is True
+    assert cards["expression"]["caveats"] == ["Based on a short look only: a rough sign."]  # 5 s: provisional
+    assert "doctor" in view["advice"] and "your local emergency number" in view["help"]
     summary = json.loads((tmp_path / "out" / f"{session_id}.json").read_text())
     assert summary["complete"] is True and summary["sources"]["video"] == DEMO_VIDEO
+    visit = _visit(tmp_path, session_id)
+    assert json.loads(visit["answers_json"]) == answers_for(12) and visit["score"] == 12
+    assert visit["band"] == "moderate" and visit["research_consent"] == 0 and visit["features_file"] is None
+    assert json.loads(visit["shown_json"])["outcome"]["shown"] == ["questionnaire", "expression"]
+    assert not (tmp_path / "out" / "labelled" / f"{session_id}.npz").exists()  # no opt-in: no features
+
+
+def _visit(tmp_path: Path, session_id: str):
+    db = sqlite3.connect(str(tmp_path / "out" / "sessions.sqlite"))
+    db.row_factory = sqlite3.Row
+    try:
+        return db.execute("SELECT * FROM questionnaires WHERE session_id = ?", (session_id,)).fetchone()
+    finally:
+        db.close()
 
 
 def test_the_token_is_needed_by_every_request(tmp_path):
     profile = kiosk_profile(tmp_path, token="s3cret-token")  # (a cookie-unsafe one is tested below)
-    with kiosk_in_process(profile) as (base, controller):
+    with kiosk_in_process(profile, loopback_without_token=False) as (base, controller):
         for path in ("", "static/kiosk.js", "api/state", "api/events", "api/stats", "preview.mjpg"):
             assert http(base + path)[0] == 401, path
         assert post(base, "start")[0] == 401
@@ -127,7 +156,8 @@ def test_the_token_is_needed_by_every_request(tmp_path):
         assert http(base + "api/state", headers={"Cookie": "kiosk_token=s3cret-token"})[0] == 200
         assert controller.state()["phase"] == "welcome"  # nothing was started without the token
     odd = "a b;c=d%"
-    with kiosk_in_process(kiosk_profile(tmp_path, name="odd.yaml", token=odd)) as (base, controller):
+    with kiosk_in_process(kiosk_profile(tmp_path, name="odd.yaml", token=odd),
+                          loopback_without_token=False) as (base, controller):
         cookie = http(base + "?token=a%20b%3Bc%3Dd%25")[1]["Set-Cookie"].split(";")[0]
         assert http(base + "api/state", headers={"Cookie": cookie})[0] == 200
         assert http(base + "api/state", headers={"Cookie": "kiosk_token=a b"})[0] == 401
@@ -331,7 +361,8 @@ def test_a_session_cut_short_gives_no_reading_and_says_why_in_plain_words(tmp_pa
         view = result_view(run.result)
         stop = run.result.stop_reason
         assert (str(stop), stop.tag, stop.kind) == (reason, tag, kind) and not run.result.complete
-        assert view["abstained"] and words in view["why"] and "vote" not in view and "phq8" not in view
+        assert view["abstained"] and words in view["why"] and "signals" not in view
         assert "reduce.cc" not in view["why"]  # technical detail stays in the stored session
-        assert "not a diagnosis" in view["next_steps"] and view["notice"] == "Screening aid only, not a diagnosis."
+        assert "doctor" in view["advice"] and view["notice"] == "Screening aid only, not a diagnosis."
+        assert "call your local emergency number now" in view["help"]
     screener.close()

@@ -80,8 +80,8 @@ def test_bad_files_are_quarantined_with_their_reason_and_the_night_goes_on(tmp_p
     (folder / f"{stem}T090000.wav").write_bytes(b"")  # empty
     (folder / f"{stem}T100000.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00garbage")  # corrupt
     (folder / f"{stem}T110000.wav").write_bytes(b"ID3\x03\x00\x00\x00" + os.urandom(2000))  # an MP3 named .wav
-    (folder / f"{stem}T120000.ogg").write_bytes(b"OggS" + os.urandom(100))  # not a WAV at all
-    with open(DEMO_WAV, "rb") as f:  # a float WAV header over PCM data: not PCM
+    (folder / f"{stem}T120000.ogg").write_bytes(b"OggS" + os.urandom(100))  # Ogg in name only
+    with open(DEMO_WAV, "rb") as f:  # a float header with 16-bit samples: no such encoding
         data = bytearray(f.read())
     data[20:22] = (3).to_bytes(2, "little")
     (folder / f"{stem}T130000.wav").write_bytes(bytes(data))
@@ -91,10 +91,10 @@ def test_bad_files_are_quarantined_with_their_reason_and_the_night_goes_on(tmp_p
     quarantine = tmp_path / "quarantine"
     reasons = {p.name[:-len(".reason.txt")]: p.read_text() for p in quarantine.rglob("*.reason.txt")}
     assert "empty file" in reasons[f"{stem}T090000.wav"]
-    assert "corrupt or not PCM" in reasons[f"{stem}T100000.wav"]
+    assert reasons[f"{stem}T100000.wav"].startswith("corrupt: its fmt chunk")
     assert "looks like MP3" in reasons[f"{stem}T110000.wav"]
-    assert "not a recording" in reasons[f"{stem}T120000.ogg"]
-    assert "not PCM" in reasons[f"{stem}T130000.wav"] or "corrupt" in reasons[f"{stem}T130000.wav"]
+    assert reasons[f"{stem}T120000.ogg"].startswith("corrupt: Ogg")  # an Ogg page header and noise
+    assert "unsupported encoding: WAV IEEE float 16-bit" in reasons[f"{stem}T130000.wav"]
     assert "no capture time" in reasons["recording.wav"]
     assert "person folder" in reasons["loose.wav"]
     for name in reasons:  # the file itself moved beside its reason, owner-only

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from edge.apps.nightly.fleet import BrokerSettings, parse_mqtt_url
+from edge import BrokerSettings, parse_mqtt_url
 from edge.apps.nightly.trends import days_without_data, evaluate
 from edge.errors import EdgeError
 
@@ -70,7 +70,7 @@ def test_vocal_measures_flag_both_ways_beyond_their_variability():
     flags = {f.measure: f for f in trend.flags}
     assert set(flags) == {"pause_ratio", "f0_mean_st"}
     assert flags["pause_ratio"].direction == "up" and flags["pause_ratio"].change == pytest.approx(0.15, abs=0.01)
-    assert flags["f0_mean_st"].direction == "down" and "semitones" in flags["f0_mean_st"].message
+    assert flags["f0_mean_st"].direction == "down" and " Hz " in flags["f0_mean_st"].message
     # Day-to-day noise of the same size as the baseline's: nothing.
     noisy = [0.20, 0.24, 0.16, 0.22, 0.18, 0.21, 0.19, 0.23, 0.17, 0.22]
     assert evaluate("p1", _rows([5] * 10, pause_ratio=noisy), "first_days", 7, 3.0, 3).flags == []

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import urllib.request
 from pathlib import Path
@@ -181,7 +182,7 @@ def test_an_interrupted_session_still_writes_its_summary_and_row(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--video", "/nonexistent.mp4"], "video /nonexistent.mp4 does not exist"),
-    (["--audio", __file__], "is not a PCM WAV file"),
+    (["--audio", __file__], "wrong format: not WAV, FLAC or Ogg"),
     (["--video", __file__], "cannot be opened"),
     (["--camera", "7", "--duration", "1"], "camera 7 cannot be opened"),
     (["--gst", "videotestsrc ! appsink"], "no GStreamer support"),
@@ -341,7 +342,7 @@ def test_an_output_that_fails_at_the_end_does_not_lose_the_others(tmp_path):
     writer = SessionWriter(config.output, run.session_id, str(features_dir / "x.npz"))
     for tick in run:
         writer.tick(tick)
-    (features_dir / ".x.npz.part").unlink()
+    (features_dir / f".x.npz.{os.getpid()}.part").unlink()
     features_dir.rmdir()  # gone by the time the session ends
     lost = writer.close(run.result)
     summary = run.result.to_dict()

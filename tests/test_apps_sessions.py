@@ -81,7 +81,9 @@ def test_list_and_since(database):
     assert code == 0 and stdout.strip() == ",".join(
         ["session_id", "started_utc", "duration_s", "complete", "stop_reason", "profile", "vote_status",
          "vote_level", "vote_pattern", "vote_message", "vote_provisional", "phq8_status", "phq8_mu", "phq8_sigma",
-         "phq8_low", "phq8_high", "phq8_band", "demo_weights", "abstentions"])
+         "phq8_low", "phq8_high", "phq8_band", "demo_weights", "abstentions", "questionnaire",
+         "questionnaire_score", "questionnaire_band", "questionnaire_answers", "items_answered", "shown",
+         "research_consent", "labelled"])
 
 
 def test_bad_input_is_one_line(database, tmp_path):

@@ -110,3 +110,13 @@ def test_min_vote_frames_must_not_exceed_vote_frames(screen):
         parse_config({"screen": screen})
     assert "\n" not in str(info.value)
     assert parse_config({"screen": {"vote_frames": 30, "min_vote_frames": 30}}).screen.min_vote_frames == 30
+
+
+def test_an_unknown_key_is_quoted_short():
+    # Found by fuzzing (issue 21): a 1 MB key was repeated whole in the message.
+    from edge.config import parse_config
+    from edge.errors import EdgeError
+
+    with pytest.raises(EdgeError) as info:
+        parse_config({"video": {"x" * 1_000_000: 1}}, "config p.yaml")
+    assert len(str(info.value)) < 400 and "unknown key 'video.xxx" in str(info.value)

@@ -35,6 +35,7 @@ INSTALLERS = {
     "jetson_nano": DEPLOY / "install_jetson_nano.sh",
     "raspberry_pi": DEPLOY / "install_raspberry_pi.sh",
     "gateway": DEPLOY / "install_gateway.sh",
+    "care_team": DEPLOY / "install_care_team.sh",
 }
 PREFIX = "/opt/edge/"
 SAMPLE_VIDEO = ROOT / "edge" / "samples" / "demo_face.mp4"
@@ -99,7 +100,7 @@ def systemd_analyze():
 
 def test_every_unit_is_here():
     assert {u.name for u in UNITS} == {"edge-kiosk.service", "edge-kiosk-browser.service",
-                                       "edge-nightly.service", "edge-nightly.timer"}
+                                       "edge-nightly.service", "edge-nightly.timer", "edge-fleet.service"}
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda u: u.name)
@@ -148,6 +149,37 @@ def test_nightly_timer_and_service():
     assert "Persistent=true" in timer and "Unit=edge-nightly.service" in timer
     assert any(line.startswith("RandomizedDelaySec=") for line in timer)
     assert any(line.startswith("OnCalendar=") for line in timer)
+
+
+def test_fleet_unit_serves_the_care_team_hardened():
+    lines = _unit_lines("edge-fleet.service")
+    for wanted in ("User=edge", "Restart=on-failure", "NoNewPrivileges=yes", "ProtectSystem=strict",
+                   "PrivateDevices=yes", "StateDirectory=edge", "ReadWritePaths=/var/lib/edge",
+                   "ExecStart=/opt/edge/venv/bin/edge fleet serve --config /etc/edge/profile.yaml"):
+        assert wanted in lines, wanted
+    after = next(line for line in lines if line.startswith("After="))
+    assert "mosquitto.service" in after and "postgresql.service" in after
+
+
+def test_care_team_install_sets_up_mosquitto_and_postgresql_on_request():
+    env = dict(os.environ, PATH="/usr/sbin:/usr/bin:/sbin:/bin")
+    script = str(INSTALLERS["care_team"])
+    plain = subprocess.run(["bash", script, "--dry-run"], capture_output=True, text=True, timeout=120, env=env)
+    with_pg = subprocess.run(["bash", script, "--dry-run", "--postgresql"], capture_output=True, text=True,
+                             timeout=120, env=env)
+    assert plain.returncode == 0 and with_pg.returncode == 0, plain.stderr + with_pg.stderr
+    for out in (plain.stdout, with_pg.stdout):
+        assert "/etc/mosquitto/conf.d/edge-fleet.conf" in out and "/etc/mosquitto/edge-acl" in out
+        assert "mosquitto_passwd -b /etc/mosquitto/edge-passwords edge-fleet" in out
+        assert "      username: edge-fleet" in out and "fleet user add admin" in out
+        assert "[fleet-server]" in out
+    assert "createdb -O edge edge_fleet" in with_pg.stdout and "createdb" not in plain.stdout
+    assert "      database: postgresql://edge@/edge_fleet?host=/var/run/postgresql" in with_pg.stdout
+    assert "      database: out/fleet.sqlite" in plain.stdout
+    # The shipped broker config and ACL are the ones the fleet tests run on a real Mosquitto.
+    conf = (DEPLOY / "mosquitto" / "edge-fleet.conf").read_text()
+    assert "allow_anonymous false" in conf and "acl_file /etc/mosquitto/edge-acl" in conf
+    assert "max_queued_messages 1000000" in conf
 
 
 def test_browser_opens_the_page_in_kiosk_mode():
@@ -310,7 +342,8 @@ def test_shellcheck_would_catch_a_mistake(tmp_path):
 
 
 _TOUCHED = ["/opt/edge", "/etc/edge", "/etc/systemd/system/edge-kiosk.service",
-            "/etc/systemd/system/edge-nightly.timer", "/etc/udev/rules.d/99-edge-camera.rules"]
+            "/etc/systemd/system/edge-nightly.timer", "/etc/udev/rules.d/99-edge-camera.rules",
+            "/etc/systemd/system/edge-fleet.service", "/etc/mosquitto/conf.d/edge-fleet.conf"]
 
 
 @pytest.mark.parametrize("device", sorted(INSTALLERS))
@@ -328,7 +361,8 @@ def test_dry_run_prints_the_plan_and_changes_nothing(device):
     assert installs and all(constraints in line for line in installs)
     assert any(str(ROOT) in line for line in installs)  # `pip install .` of this checkout
     assert not any(re.search(r"\b(train|dev)\]", line) for line in installs)  # never the host side
-    units = {"gateway": ["edge-nightly.timer"]}.get(device, ["edge-kiosk.service", "edge-kiosk-browser.service"])
+    units = {"gateway": ["edge-nightly.timer"], "care_team": ["edge-fleet.service"]}.get(
+        device, ["edge-kiosk.service", "edge-kiosk-browser.service"])
     for unit in units:
         assert f"+ systemctl enable {unit}" in out, unit
     assert "config check /etc/edge/profile.yaml" in out
@@ -362,7 +396,7 @@ def _device_requirements(python_version: str) -> set:
 
 
 @pytest.mark.parametrize("device,python_version", [("jetson_nano", "3.8"), ("raspberry_pi", "3.11"),
-                                                   ("gateway", "3.11")])
+                                                   ("gateway", "3.11"), ("care_team", "3.11")])
 def test_constraints_pin_every_device_dependency(device, python_version):
     pinned = {_normal(n) for n in _pins(device)}
     missing = _device_requirements(python_version) - pinned

@@ -60,8 +60,9 @@ class StubScreener:
 def kiosk(token=None, **limits) -> Iterator[Tuple[KioskServer, StubController]]:
     controller = StubController()
     page = {"index.html": b"<html>kiosk</html>", "kiosk.js": b"", "kiosk.css": b""}
+    # (Loopback clients need no token unless told so: these tests stand in for the LAN's.)
     server = KioskServer(controller, "127.0.0.1", 0, token, page, server_names=["kiosk.example"],
-                         limits=HttpLimits(**limits)).start()
+                         limits=HttpLimits(**limits), loopback_without_token=False).start()
     try:
         yield server, controller
     finally:
@@ -258,7 +259,8 @@ def test_off_loopback_the_address_a_request_came_to_is_its_host():
     """Bound to every address (with a token), a request may name the address it reached, and
     no other; the token is still required."""
     controller = StubController()
-    server = KioskServer(controller, "0.0.0.0", 0, TOKEN, {"index.html": b"", "kiosk.js": b"", "kiosk.css": b""})
+    server = KioskServer(controller, "0.0.0.0", 0, TOKEN, {"index.html": b"", "kiosk.js": b"", "kiosk.css": b""},
+                         loopback_without_token=False)
     server.start()
     auth = {"Authorization": f"Bearer {TOKEN}"}
     try:
@@ -289,3 +291,13 @@ def test_a_port_in_use_is_a_one_line_error(kind):
                 KioskServer(StubController(), "127.0.0.1", port, None, {})
             else:
                 MetricsServer(StubScreener(), "127.0.0.1", port)
+
+
+def test_a_host_header_with_a_huge_or_unicode_port_is_refused_not_an_internal_error():
+    # Found by fuzzing (issue 21): int() of a 20,000-digit port raised inside the Host check.
+    with metrics(TOKEN) as server:
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        for host in ("127.0.0.1:" + "9" * 20000, "127.0.0.1:\u00b2", "127.0.0.1:0123456"):
+            status, _ = request(server.port, "/metrics", headers={**auth, "Host": host})
+            assert status in (400, 403), (host[:20], status)
+        assert request(server.port, "/metrics", headers=auth)[0] == 200

@@ -26,7 +26,8 @@ LAYERS = (
     ("edge.rules",),  # the PHQ-8 scale and interval, the frame vote, the trend flags
     ("edge.models",),  # one wrapper per model, given the file to open
     ("edge.precision",),  # which file to load on this CPU; the loaders load_emotion/load_severity
-    ("edge.store", "edge.stream", "edge.screen"),  # results on disk, the tick engine, session screening
+    ("edge.store", "edge.stream", "edge.screen", "edge.reporting", "edge.updates"),  # results on disk, the tick
+    # engine, session screening, summaries to the care team (MQTT outbox), model sets (install, self-test, switch)
     ("edge.engine",),  # the public API: Screener, sessions, typed results
     ("edge.apps", "edge.cli", "edge.__main__"),  # edge run / kiosk / nightly / face / ...
 )

@@ -119,3 +119,55 @@ def test_unwritable_cache_still_resolves(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
     manifest = load_manifest("mini_xception", str(SHIPPED_MODELS))
     assert precision.resolve(manifest, "tflite", "auto").entry["format"] == "tflite"
+
+
+def test_the_cache_is_owner_only_under_umask_000(cache_home):
+    # Before: ~/.cache/edge 0777 and precision.json 0666, so another local user could
+    # change which file `precision: auto` loads.
+    import os
+
+    manifest = load_manifest("mini_xception", str(SHIPPED_MODELS))
+    previous = os.umask(0)
+    try:
+        precision.resolve(manifest, "tflite", "auto")
+    finally:
+        os.umask(previous)
+    path = precision.cache_path()
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert not [p for p in path.parent.iterdir() if p != path]  # no temporary left
+
+
+def test_a_cache_others_could_write_is_not_trusted(cache_home):
+    manifest = load_manifest("mini_xception", str(SHIPPED_MODELS))
+    precision.resolve(manifest, "tflite", "auto")
+    path = precision.cache_path()
+    doc = json.loads(path.read_text())
+    for result in doc["results"].values():  # planted: every file "fastest and agreeing"
+        result.update(ms=0.0, meets_floor=True)
+    path.write_text(json.dumps(doc))
+    assert precision.resolve(manifest, "tflite", "auto").reason.split("(")[1].startswith("cached")
+    path.chmod(0o666)
+    assert precision.resolve(manifest, "tflite", "auto").reason.split("(")[1].startswith("measured")
+
+
+def test_auto_says_which_file_it_skipped_and_why(cache_home, tmp_path):
+    # Before: a corrupt int8 file stopped `auto` (not yet measured) or was passed over
+    # without a word (measured before it was damaged).
+    manifest = _copy_model("mini_xception", tmp_path)
+    first = precision.resolve(manifest, "tflite", "auto")  # measured while intact: cached
+    doc = json.loads(precision.cache_path().read_text())
+    for result in doc["results"].values():  # int8 the faster, as on most CPUs
+        result["ms"] = 0.001 if result["precision"] == "int8" else 1.0
+    precision.cache_path().write_text(json.dumps(doc))
+    damaged = manifest.folder / "mini_xception_int8.tflite"
+    data = bytearray(damaged.read_bytes())
+    data[100:104] = b"XXXX"
+    damaged.write_bytes(bytes(data))
+    for _ in range(2):  # from the cache, then after the cache is gone (measured)
+        choice = precision.resolve(manifest, "tflite", "auto")
+        assert choice.entry["file"] == "mini_xception_fp32.tflite", choice.reason
+        assert "skipped mini_xception_int8.tflite: model file" in choice.reason
+        assert "does not match its manifest" in choice.reason
+        precision.cache_path().unlink()
+    assert first.entry["format"] == "tflite"

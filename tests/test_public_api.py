@@ -17,6 +17,8 @@ APPS = {  # module files -> the package they may import freely (their own)
     "edge/apps/run.py": "edge.apps.run",
     "edge/apps/kiosk": "edge.apps.kiosk",
     "edge/apps/nightly": "edge.apps.nightly",
+    "edge/apps/fleet": "edge.apps.fleet",
+    "edge/apps/update.py": "edge.apps.update",
 }
 PUBLIC_MODULES = ("edge.rules",)  # pure rules: public as modules
 # Attributes that belong to the engine's inside: a client that needs one lacks a seam.

@@ -16,7 +16,7 @@ from tests.conftest import ROOT, SAMPLE_IMAGE
 # The Jetson Nano's set on Python 3.8 (deploy/constraints/jetson_nano.txt): the exact interpreter
 # versions matter, int8 kernels and op support differ between tflite-runtime builds.
 DEVICE_PACKAGES = ["numpy==1.24.4", "opencv-python-headless<5", "onnxruntime==1.19.2", "tflite-runtime==2.13.0",
-                   "PyYAML", "prometheus_client==0.21.1"]
+                   "PyYAML", "prometheus_client==0.21.1", "PyNaCl==1.6.0"]  # PyNaCl: signed model releases
 VENV = ROOT / ".cache" / "py38-device"
 
 

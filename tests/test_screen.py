@@ -9,6 +9,7 @@ import pytest
 from edge.config import parse_config
 from edge.features.tick import EMOTIONS
 from edge.models.severity import SeverityEstimate
+from edge.rules.phq8 import INTERVAL_Z
 from edge.rules.vote import MESSAGES, PATTERN_LEVELS, vote_rule
 from edge.screen import screen_session
 
@@ -77,7 +78,8 @@ def test_session_reports_both_readings_with_caveats():
     result = _screen(session("PPN", per_part=100), 300)
     assert result.notice == "Screening aid only, not a diagnosis."
     assert result.vote.level == "Low"
-    assert result.phq8.to_dict() == {"status": "ok", "mu": 7.0, "sigma": 1.5, "interval": [4.06, 9.94],
+    half = round(INTERVAL_Z * 1.5, 2)  # mu +/- INTERVAL_Z sigma (edge.rules.phq8)
+    assert result.phq8.to_dict() == {"status": "ok", "mu": 7.0, "sigma": 1.5, "interval": [7.0 - half, 7.0 + half],
                                      "band": "mild", "ticks": 100, "note": "demo weights, not for screening"}
     text = repr(result).lower()
     assert "depressed" not in text and "anxiety" not in text

@@ -3,7 +3,10 @@
 For each file: the schema of `edge/config.py` (every schema error, not only the first),
 then what the schema alone cannot see: the model files the profile names exist in the
 manifests for that backend and precision (and on disk, with their sha256), the source
-strings have a known form, and a kiosk served beyond loopback has a token.
+strings have a known form, a kiosk served beyond loopback has a token, and the files the
+profile references exist and can be read here (the MQTT CA and password files, as `edge
+nightly` checks them at start; a source that is a file). `--template` leaves those files
+out: a profile checked away from its device (the shipped firmware_configs/ on a build host).
 
 Prints `FILE: ok`, or one line per error (`FILE: key 'video.fps' must be ...`); returns 0
 when every file passed, 2 otherwise. Opens no camera, microphone or model runtime, so it
@@ -12,6 +15,7 @@ runs on the build host as well as on the device.
 from __future__ import annotations
 
 import copy
+import os
 import re
 from typing import Any, List, Optional
 
@@ -134,15 +138,36 @@ def _kiosk_errors(config, origin: str) -> List[str]:
     return []
 
 
-def _mqtt_errors(config, origin: str) -> List[str]:
+def _mqtt_errors(config, origin: str, files: bool = True) -> List[str]:
+    """The MQTT set-up as `edge nightly` checks it at start (edge.apps.nightly.broker_check):
+    a TLS mismatch, and (files=True) the CA and password files it names, read here."""
+    from edge.apps.nightly.broker_check import broker_setup_errors
+
     mqtt = config.mqtt
+    if files:
+        return [f"{origin}: {line}" for line in broker_setup_errors(mqtt)]
     if mqtt.ca_file and not mqtt.tls:
         return [f"{origin}: key 'mqtt.ca_file' is set but mqtt.tls is false"]
     return []
 
 
-def check_file(path: str, models_dir: Optional[str] = None) -> List[str]:
-    """Every problem of one profile, each as one line starting with the path; [] when fine."""
+def _file_source_errors(config, origin: str) -> List[str]:
+    """A video or audio source that is a file path must exist (cameras, mics, pipelines and
+    URLs are opened only by `edge run`)."""
+    errors = []
+    for key, value, devices in (("video.source", config.video.source, ("camera:", "gst:", "picamera")),
+                                ("audio.source", config.audio.source, ("mic",))):
+        if not value or value.startswith(devices) or "://" in value:
+            continue
+        if not os.path.isfile(value):
+            errors.append(f"{origin}: key '{key}': file {value} does not exist")
+    return errors
+
+
+def check_file(path: str, models_dir: Optional[str] = None, files: bool = True) -> List[str]:
+    """Every problem of one profile, each as one line starting with the path; [] when fine.
+    files=False (`--template`): a profile checked away from its device; the files it
+    references (MQTT CA and password, source files) are not looked for."""
     try:  # the same reader as `edge run`: the same verdict on the same file
         data = read_profile(path)
     except EdgeError as exc:
@@ -156,14 +181,15 @@ def check_file(path: str, models_dir: Optional[str] = None) -> List[str]:
     if config is None:
         return errors
     return (_model_errors(config, models_dir, str(path)) + _source_errors(config, str(path))
-            + _kiosk_errors(config, str(path)) + _mqtt_errors(config, str(path)))
+            + _kiosk_errors(config, str(path)) + _mqtt_errors(config, str(path), files)
+            + (_file_source_errors(config, str(path)) if files else []))
 
 
 def run(args) -> int:
     """args.files: profile paths; args.models_dir: models folder or None. 0 if all pass, else 2."""
     failed = False
     for path in args.files:
-        errors = check_file(path, getattr(args, "models_dir", None))
+        errors = check_file(path, getattr(args, "models_dir", None), not getattr(args, "template", False))
         if errors:
             failed = True
             for line in errors:

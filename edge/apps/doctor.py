@@ -61,21 +61,23 @@ def _cameras() -> Dict:
     return {"v4l2_devices": nodes or None, "picamera2": importlib.util.find_spec("picamera2") is not None}
 
 
-def _microphones() -> Dict:
+def _microphones(config_path: Optional[str] = None) -> Dict:
+    """Each input with the rate edge will open it at (the first of the profile's
+    audio.device_rates_hz it takes; resampled to 16 kHz) and the default input marked."""
     try:
         import pyaudio
     except ImportError:
         return {"pyaudio": False}
-    from edge.native_output import native_stderr_silenced
+    from edge.capture.audio import list_inputs
+    from edge.config import load_config
 
-    with native_stderr_silenced():
-        pa = pyaudio.PyAudio()
-        try:
-            inputs = [f"{i}: {info.get('name')} ({int(info.get('defaultSampleRate', 0))} Hz)"
-                      for i, info in ((i, pa.get_device_info_by_index(i)) for i in range(pa.get_device_count()))
-                      if info.get("maxInputChannels", 0) > 0]
-        finally:
-            pa.terminate()
+    rates = tuple(load_config(config_path).audio.device_rates_hz)
+    inputs = []
+    for dev in list_inputs(rates, pyaudio):
+        rate = f"opens at {dev['open_rate_hz']} Hz" if dev["open_rate_hz"] else \
+            f"takes none of {', '.join(str(r) for r in rates)} Hz"
+        inputs.append(f"{dev['index']}: {dev['name']} ({rate}; device default {dev['device_rate_hz']} Hz)"
+                      + (" [default: mic]" if dev["default"] else ""))
     return {"pyaudio": True, "inputs": inputs or None}
 
 
@@ -95,6 +97,7 @@ def model_files(config_path: Optional[str] = None, models_dir: Optional[str] = N
         try:
             manifest = load_manifest(section.name, models_dir)
             choice = resolve(manifest, section.backend, section.precision, threads=config.threads)
+            manifest.verified_path(choice.entry)  # present, a regular file, readable, intact
         except EdgeError as exc:
             out[role] = {"model": section.name, "backend": section.backend, "precision": section.precision,
                          "file": None, "why": str(exc)}
@@ -102,6 +105,24 @@ def model_files(config_path: Optional[str] = None, models_dir: Optional[str] = N
         out[role] = {"model": section.name, "backend": section.backend, "precision": section.precision,
                      "file": choice.entry["file"], "why": choice.reason}
     return out
+
+
+def model_release(config_path: Optional[str] = None, models_dir: Optional[str] = None) -> Dict:
+    """The signed release of the models folder a session would load (issue 24), and the
+    profile's model store (edge update): current and previous sets."""
+    from edge.config import load_config
+    from edge.engine.models import verify_models
+    from edge.updates import ModelStore
+
+    config = load_config(config_path)
+    store = ModelStore(config.models.store)
+    out = {"store": str(store.root), **store.status(), "key": config.models.release_key}
+    try:
+        release = verify_models(config, models_dir)
+    except EdgeError as exc:
+        return dict(out, folder=None, release=None, verified=False, why=str(exc))
+    return dict(out, folder=str(release.folder), release=release.label, verified=release.version is not None,
+                signed_by=release.key_id)
 
 
 def collect(config_path: Optional[str] = None, models_dir: Optional[str] = None) -> Dict:
@@ -120,10 +141,11 @@ def collect(config_path: Optional[str] = None, models_dir: Optional[str] = None)
         "tflite": _tflite(),
         "opencv": _opencv(),
         "cameras": _cameras(),
-        "microphones": _microphones(),
+        "microphones": _microphones(config_path),
         "jetson_power_mode": _run(["nvpmodel", "-q"]),
         "pi_throttled": _run(["vcgencmd", "get_throttled"]),
         "model_files": model_files(config_path, models_dir),
+        "model_release": model_release(config_path, models_dir),
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from edge import DEMO_WEIGHTS_NOTICE
+from edge.errors import shown
 from edge.manifest import list_manifests, models_dir
 
 _PARITY_KEYS = {"top1_agreement": "top-1", "max_abs_prob_diff": "max|dp|"}
@@ -29,6 +30,14 @@ def _parity_summary(entry: dict) -> str:
     return "; ".join(parts)
 
 
+def _count(value) -> str:
+    """A manifest figure as `1,234`; anything that is not a number as it is (shortened): a
+    hand-edited manifest is listed, never a traceback."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{value:,}"
+    return shown(value, 40)
+
+
 def run(args) -> int:
     manifests = list_manifests(args.models_dir)
     if args.json:
@@ -38,19 +47,20 @@ def run(args) -> int:
     for name, manifest in manifests.items():
         data = manifest.data
         params = data.get("parameters", {})
-        flops = data.get("flops", {})
+        flops = data.get("flops") if isinstance(data.get("flops"), dict) else {}
         print(f"\n{name}: {data.get('task', '?')}, trained on {data.get('trained_on', '?')}")
         if manifest.demo_weights:
             print(f"  {DEMO_WEIGHTS_NOTICE}")
         if data.get("labels"):
             print(f"  labels: {', '.join(data['labels'])}")
         if isinstance(params, dict) and params:
-            print("  parameters: " + ", ".join(f"{k} {v:,}" for k, v in params.items()))
+            print("  parameters: " + ", ".join(f"{k} {_count(v)}" for k, v in params.items()))
         elif params:
-            print(f"  parameters: {params:,}")
+            print(f"  parameters: {_count(params)}")
         if flops.get("flops"):
-            print(f"  FLOPs: {flops['flops']:,} per {flops.get('input', 'input')} ({flops.get('convention', '')})")
+            print(f"  FLOPs: {_count(flops['flops'])} per {flops.get('input', 'input')} "
+                  f"({flops.get('convention', '')})")
         for entry in manifest.files:
-            print(f"  {entry['file']:<28} {entry['format']:<6} {entry['precision']:<5} {entry['bytes']:>9,} B  "
-                  f"{_parity_summary(entry)}")
+            print(f"  {entry['file']:<28} {entry['format']:<6} {entry['precision']:<5} "
+                  f"{_count(entry.get('bytes', '?')):>9} B  {_parity_summary(entry)}")
     return 0

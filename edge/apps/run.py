@@ -152,8 +152,14 @@ def run(args) -> int:
         tel = config.telemetry
         metrics = None if tel.http_port is None else screener.serve_metrics(tel.http_host, tel.http_port, tel.token,
                                                                             tel.server_names)
-        writer = SessionWriter(config.output, source_run.session_id, args.save_features,
-                               config.models.severity.context)
+        try:
+            writer = SessionWriter(config.output, source_run.session_id, args.save_features,
+                                   config.models.severity.context)
+        except BaseException:  # outputs that cannot be opened (a full disk): nothing ran, nothing is kept
+            source_run.close("its outputs could not be opened")
+            if metrics is not None:
+                metrics.close()
+            raise
         ticks = iter(source_run)
         try:
             for tick in ticks:

@@ -2,11 +2,20 @@
 
     edge sessions list   --db out/sessions.sqlite [--since 2026-11-01] [--last 20]
     edge sessions export --db out/sessions.sqlite --csv sessions.csv [--since 2026-11-01]
+    edge sessions export --db out/sessions.sqlite --labels DIR      (labelled pairs, for training)
 
 One row per session, by its anonymous id: when, how long, whether it ran to its end
 (and why not), both readings with their limits, and whether the PHQ-8 model had demo
-weights. No pictures, sound or source names go into the export. The CSV is written
-owner-only and whole or not at all (it holds health results); `--csv -` prints it.
+weights; for a kiosk visit also the PHQ-8 questionnaire (score, band, answers) and which
+readings the visitor was shown: a reading the visitor was not shown (a visit cut short, a
+sensor that stopped, an estimate from demo weights) has its status "not shown" and no
+figures here, so the clinic reads what the visitor read (the stored summary keeps every
+reading, for research). No pictures, sound or source names go into the export. The CSV is
+written owner-only and whole or not at all (it holds health results); `--csv -` prints it.
+
+`--labels DIR` writes the labelled pairs (visits whose visitor opted in to research and
+answered every item) in the layout `python -m export train-moe --data sessions` reads:
+DIR/labels.csv (session,phq8,context) and DIR/<session>.npz (the visit's tick features).
 """
 from __future__ import annotations
 
@@ -23,7 +32,11 @@ from edge.errors import EdgeError, first_line
 EXPORT_COLUMNS = ("session_id", "started_utc", "duration_s", "complete", "stop_reason", "profile",
                   "vote_status", "vote_level", "vote_pattern", "vote_message", "vote_provisional",
                   "phq8_status", "phq8_mu", "phq8_sigma", "phq8_low", "phq8_high", "phq8_band",
-                  "demo_weights", "abstentions")
+                  "demo_weights", "abstentions", "questionnaire", "questionnaire_score", "questionnaire_band",
+                  "questionnaire_answers", "items_answered", "shown", "research_consent", "labelled")
+_READINGS = {"expression": ("vote_level", "vote_pattern", "vote_message", "vote_provisional"),
+             "estimate": ("phq8_mu", "phq8_sigma", "phq8_low", "phq8_high", "phq8_band")}
+_STATUS = {"expression": "vote_status", "estimate": "phq8_status"}
 
 
 def _open(path: str):
@@ -59,6 +72,7 @@ def export_rows(path: str, since: str = "") -> List[Dict]:
             out["vote_message"] = vote.get("message")
             out["vote_provisional"] = int(bool(vote.get("provisional"))) if vote.get("status") == "ok" else None
             out["abstentions"] = "; ".join(summary.get("abstentions", []))
+            _add_visit(out, store.questionnaire(row["session_id"]))
             rows.append(out)
         return rows
     except Exception as exc:  # a damaged row or file: one line
@@ -67,6 +81,61 @@ def export_rows(path: str, since: str = "") -> List[Dict]:
         raise EdgeError(f"database {path} cannot be read: {first_line(exc)}") from None
     finally:
         store.close()
+
+
+def _add_visit(out: Dict, visit) -> None:
+    """A kiosk visit's questionnaire, and its readings as the visitor was shown them."""
+    if visit is None:
+        return
+    try:
+        shown = json.loads(visit["shown_json"] or "null") or {}
+        answers = json.loads(visit["answers_json"] or "[]")
+    except ValueError:
+        shown, answers = {}, []
+    out["questionnaire"] = visit["instrument"]
+    out["questionnaire_score"] = visit["score"]
+    out["questionnaire_band"] = visit["band"]
+    out["questionnaire_answers"] = " ".join("-" if a is None else str(a) for a in answers)
+    out["items_answered"] = visit["items_answered"]
+    out["research_consent"] = int(visit["research_consent"])
+    out["labelled"] = int(visit["features_file"] is not None)
+    seen = shown.get("outcome", {}).get("shown", []) if shown.get("result") else []
+    texts = shown.get("texts", {})
+    out["shown"] = "; ".join(seen) if seen else f"no result ({shown.get('why', 'unknown')})"
+    for name, columns in _READINGS.items():
+        if name in seen and not str(texts.get(name, "")).startswith("No reading"):
+            continue
+        for column in columns:
+            out[column] = None
+        out[_STATUS[name]] = "not shown"
+
+
+def write_labels(path: str, folder: str, since: str = "") -> int:
+    """The labelled pairs into `folder` (see the module docstring); how many were written."""
+    import shutil
+
+    from edge.store.files import private_dir, write_text_atomic
+
+    store = _open(path)
+    try:
+        pairs = store.labelled_pairs(_since(since))
+    finally:
+        store.close()
+    try:
+        private_dir(folder)
+        lines = ["session,phq8"]
+        for pair in pairs:
+            source = pair["features_file"]
+            if not os.path.isfile(source):
+                raise EdgeError(f"labelled visit {pair['session_id']}: its features file {source} is missing")
+            target = os.path.join(folder, f"{pair['session_id']}.npz")
+            shutil.copyfile(source, target)
+            os.chmod(target, 0o600)
+            lines.append(f"{pair['session_id']},{int(pair['score'])}")
+        write_text_atomic(os.path.join(folder, "labels.csv"), "\n".join(lines) + "\n")
+    except OSError as exc:
+        raise EdgeError(f"--labels {folder} cannot be written: {exc.strerror or exc}") from None
+    return len(pairs)
 
 
 def to_csv(rows: List[Dict]) -> str:
@@ -81,6 +150,14 @@ def to_csv(rows: List[Dict]) -> str:
 def export(args) -> int:
     from edge.store.files import write_text_atomic
 
+    if getattr(args, "labels", None):
+        count = write_labels(args.db, args.labels, args.since or "")
+        print(f"{count} labelled visit(s) written to {args.labels} (labels.csv + features, owner-only); "
+              f"train with: python -m export train-moe --data sessions --dir {args.labels} --out W.npz")
+        if not args.csv:
+            return 0
+    if not args.csv:
+        raise EdgeError("give --csv OUT (or --labels DIR)")
     rows = export_rows(args.db, args.since or "")
     text = to_csv(rows)
     if args.csv == "-":
@@ -112,6 +189,8 @@ def list_sessions(args) -> int:
             phq8 = row["phq8_status"] or "-"
         vote = row["vote_level"] if row["vote_status"] == "ok" else (row["vote_status"] or "-")
         notes = []
+        if row.get("questionnaire_score") is not None:
+            notes.append(f"PHQ-8 answered {row['questionnaire_score']} ({row['questionnaire_band']})")
         if not row["complete"]:
             notes.append(f"cut short: {row['stop_reason']}")
         if row["demo_weights"]:
@@ -148,7 +227,8 @@ def add_arguments(parser) -> None:
     sub = parser.add_subparsers(dest="sessions_command", required=True)
     p = sub.add_parser("export", help="write the sessions as CSV for a clinic (owner-only file)")
     p.add_argument("--db", required=True, metavar="FILE", help="the results database (output.database)")
-    p.add_argument("--csv", required=True, metavar="OUT", help="CSV file to write ('-': standard output)")
+    p.add_argument("--csv", metavar="OUT", help="CSV file to write ('-': standard output)")
+    p.add_argument("--labels", metavar="DIR", help="also (or only) write the labelled pairs (research opt-in) here")
     p.add_argument("--since", metavar="DATE", help="only sessions started on or after this UTC date")
     p = sub.add_parser("list", help="print the latest sessions")
     p.add_argument("--db", required=True, metavar="FILE", help="the results database (output.database)")

@@ -1,28 +1,34 @@
-"""Audio sources: a microphone through pyaudio and a WAV file, both as 16 kHz mono.
+"""Audio sources: a microphone through pyaudio and an audio file, both as 16 kHz mono.
 
     source = open_audio_source("edge/samples/demo_speech.wav")   # or "mic", "mic:2"
     reader = AudioReader(source, clock, fast=True).start()
     item = reader.queue.get(timeout_s=1.0)   # float32 chunk, AudioGap, END or None
 
-Nothing is dropped silently: when the engine is behind, the microphone thread counts
-the overflowing samples and, once there is room again, queues an AudioGap of the same
-length (silence with a record), so audio and video stay aligned. The microphone's first
-chunk is preceded by an AudioGap for the session time before it (the stream opens
-after the session clock starts), so audio sample 0 is session time 0 like video's.
+Nothing is dropped silently, and nothing is called lost that was not. Overflow counts
+samples that were really lost: when the engine is behind (the queue is full), the
+microphone thread counts the samples it could not queue and, once there is room again,
+queues an AudioGap of the same length (silence with a record); when PortAudio reports an
+input overflow (its own buffer ran over: `paInputOverflowed`, read, never discarded), the
+time lost up to the clock becomes a gap. A chunk that arrives after the session stopped is
+not lost: nobody wanted it. The gaps a reader records (`gaps`: start s, end s, reason) are:
+- "microphone start": the session time before the first chunk (the stream opens after the
+  session clock starts), so audio sample 0 is session time 0 like video's;
+- "microphone lost": from the last good sample until the stream is back; the silence
+  queued fills up to the clock, so audio and video stay aligned within a tick afterwards;
+- "input overflow": samples PortAudio lost.
+Reopening a stream runs with native stderr silenced (PortAudio and ALSA print ~20 lines).
 """
 from __future__ import annotations
 
-import os
-import struct
-import wave
 from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
+from edge.capture.audio_file import AudioFileSource
 from edge.capture.clock import Backoff, SessionClock
 from edge.capture.queues import CaptureThread, DropOldestQueue
 from edge.capture.resample import Resampler
-from edge.errors import EdgeError, first_line
+from edge.errors import EdgeError
 from edge.features.audio import SAMPLE_RATE_HZ
 from edge.native_output import native_stderr_silenced
 
@@ -53,75 +59,8 @@ def pcm_to_float(raw: bytes, sample_width: int, channels: int) -> np.ndarray:
     return x.astype(np.float32)
 
 
-# What Python's wave module raises on a damaged header or chunk (found by fuzzing:
-# RuntimeError from a chunk that seeks past its end, struct.error on a short header).
-_WAV_ERRORS = (wave.Error, EOFError, RuntimeError, ValueError, OverflowError, struct.error)
-
-
-class WavSource:
-    """A PCM WAV file (8/16/24/32-bit, any channel count, any rate).
-
-    Other rates are resampled to 16 kHz and more channels averaged to mono; both are
-    said in `notes`. A WAV that is not PCM (float, compressed) is refused in one line.
-    """
-
-    live = False
-
-    def __init__(self, path: str, chunk_ms: int = 100):
-        self.path = str(path)
-        self.name = self.path
-        self.chunk_ms = chunk_ms
-        self.notes: List[str] = []
-        self.frames_read = 0
-        if not os.path.isfile(self.path):
-            raise EdgeError(f"audio {path} does not exist")
-        try:
-            with wave.open(self.path, "rb") as f:
-                self.rate_hz = f.getframerate()
-                self.channels = f.getnchannels()
-                self.sample_width = f.getsampwidth()
-                self.frames = f.getnframes()
-        except _WAV_ERRORS as exc:
-            raise EdgeError(f"audio {path} is not a PCM WAV file ({type(exc).__name__}: {first_line(exc)}); "
-                            "convert it: "
-                            f"ffmpeg -i {path} -ac 1 -ar 16000 -sample_fmt s16 out.wav") from None
-        if self.sample_width not in (1, 2, 3, 4) or self.rate_hz < 8000:
-            raise EdgeError(f"audio {path} has {8 * self.sample_width}-bit samples at {self.rate_hz} Hz; "
-                            "give 8/16/24/32-bit PCM at 8 kHz or more")
-        if self.channels > 1:
-            self.notes.append(f"{self.channels} channels averaged to mono")
-        if self.rate_hz != SAMPLE_RATE_HZ:
-            self.notes.append(f"resampled {self.rate_hz} Hz -> {SAMPLE_RATE_HZ} Hz")
-
-    @property
-    def duration_s(self) -> float:
-        return self.frames / float(self.rate_hz)
-
-    def chunks(self):
-        """Yields 16 kHz float32 chunks of about chunk_ms each (resampled as needed).
-
-        `frames_read` counts the file's frames read so far; a truncated file (fewer
-        frames than its header says, or a last frame cut in the middle) ends early
-        with what was whole, and the reader compares `frames_read` with `frames`.
-        """
-        resampler = Resampler(self.rate_hz, SAMPLE_RATE_HZ)
-        per_chunk = max(1, self.rate_hz * self.chunk_ms // 1000)
-        frame_bytes = self.channels * self.sample_width
-        self.frames_read = 0
-        with wave.open(self.path, "rb") as f:
-            while True:
-                try:
-                    raw = f.readframes(per_chunk)
-                except _WAV_ERRORS:  # damaged past this point: end here, as a truncated file
-                    raw = b""
-                final = len(raw) < per_chunk * frame_bytes
-                raw = raw[: len(raw) - len(raw) % frame_bytes]  # a cut last frame is dropped
-                self.frames_read += len(raw) // frame_bytes
-                chunk = resampler.process(pcm_to_float(raw, self.sample_width, self.channels), final=final)
-                if len(chunk):
-                    yield chunk
-                if final:
-                    return
+# Audio files (WAV of every kind, FLAC, Ogg) have their own module; the old name stays.
+WavSource = AudioFileSource
 
 
 def _import_pyaudio():
@@ -159,15 +98,7 @@ class MicSource:
             raise EdgeError(f"no {which}: {exc}; connect one (see `edge doctor`) or use --audio FILE") from None
         self.device_index = int(info.get("index", index or 0))
         self.name = f"microphone {self.device_index} ({info.get('name', '?')})"
-        self.rate_hz = 0
-        for rate in rates_hz:
-            try:
-                if self.pa.is_format_supported(rate, input_device=self.device_index, input_channels=1,
-                                               input_format=self.pyaudio.paInt16):
-                    self.rate_hz = int(rate)
-                    break
-            except ValueError:
-                continue
+        self.rate_hz = _open_rate(self.pa, self.pyaudio, self.device_index, rates_hz)
         if not self.rate_hz:
             self.pa.terminate()
             tried = ", ".join(str(r) for r in rates_hz)
@@ -178,20 +109,64 @@ class MicSource:
         self.frames_per_chunk = max(1, self.rate_hz * chunk_ms // 1000)
 
     def open(self):
-        """An open input stream, or None when the device is not there now."""
+        """An open input stream, or None when the device is not there now (PortAudio's
+        complaints on stderr are silenced: a reopen after a lost server prints ~20 lines)."""
         try:
-            return self.pa.open(format=self.pyaudio.paInt16, channels=1, rate=self.rate_hz, input=True,
-                                input_device_index=self.device_index, frames_per_buffer=self.frames_per_chunk)
+            with native_stderr_silenced():
+                return self.pa.open(format=self.pyaudio.paInt16, channels=1, rate=self.rate_hz, input=True,
+                                    input_device_index=self.device_index, frames_per_buffer=self.frames_per_chunk)
         except (OSError, ValueError):
             return None
+
+    def is_overflow(self, exc: BaseException) -> bool:
+        """Whether a read's error is PortAudio's input overflow (samples lost, stream fine)."""
+        code = getattr(self.pyaudio, "paInputOverflowed", -9981)
+        return bool(exc.args) and exc.args[0] == code
 
     def close(self) -> None:
         self.pa.terminate()
 
 
+def _open_rate(pa, pyaudio, index: int, rates_hz: Sequence[int]) -> int:
+    """The first of `rates_hz` the input opens at (mono, 16-bit), or 0: what MicSource picks."""
+    for rate in rates_hz:
+        try:
+            if pa.is_format_supported(rate, input_device=index, input_channels=1, input_format=pyaudio.paInt16):
+                return int(rate)
+        except ValueError:
+            continue
+    return 0
+
+
+def list_inputs(rates_hz: Sequence[int] = (16000, 48000, 44100), pyaudio_module: Any = None) -> List[dict]:
+    """Every input device as {"index", "name", "open_rate_hz" (what edge opens it at; 0:
+    none of rates_hz), "device_rate_hz" (PortAudio's default rate), "default" (the
+    default input, what "mic" opens)}. Native chatter silenced."""
+    pyaudio = pyaudio_module or _import_pyaudio()
+    with native_stderr_silenced():
+        pa = pyaudio.PyAudio()
+        try:
+            try:
+                default = int(pa.get_default_input_device_info().get("index", -1))
+            except (OSError, ValueError):
+                default = -1
+            inputs = []
+            for i in range(pa.get_device_count()):
+                info = pa.get_device_info_by_index(i)
+                if info.get("maxInputChannels", 0) <= 0:
+                    continue
+                inputs.append({"index": i, "name": str(info.get("name", "?")),
+                               "open_rate_hz": _open_rate(pa, pyaudio, i, rates_hz),
+                               "device_rate_hz": int(info.get("defaultSampleRate", 0)), "default": i == default})
+        finally:
+            pa.terminate()
+    return inputs
+
+
 def open_audio_source(spec: Optional[str], rates_hz: Sequence[int] = (16000, 48000, 44100),
                       chunk_ms: int = 100, pyaudio_module: Any = None):
-    """An audio source from a spec: "mic", "mic:<index>", a WAV path, or None."""
+    """An audio source from a spec: "mic", "mic:<index>", an audio file's path (WAV, FLAC,
+    Ogg: edge.capture.audio_file), or None."""
     if spec is None or spec == "":
         return None
     if spec == "mic" or spec.startswith("mic:"):
@@ -202,7 +177,7 @@ def open_audio_source(spec: Optional[str], rates_hz: Sequence[int] = (16000, 480
             except ValueError:
                 raise EdgeError(f"microphone index must be a number, got {spec[4:]!r}") from None
         return MicSource(index, rates_hz, chunk_ms, pyaudio_module)
-    return WavSource(spec, chunk_ms)
+    return AudioFileSource(spec, chunk_ms)
 
 
 class AudioReader(CaptureThread):
@@ -253,7 +228,10 @@ class AudioReader(CaptureThread):
             self.gaps.append((round(read / rate, 3), round(expected / rate, 3), "audio file truncated"))
 
     def _emit(self, item, samples: int) -> None:
-        """Queue a chunk or gap; when full, count it as overflow and keep it as a pending gap."""
+        """Queue a chunk or gap; when full, count it as overflow and keep it as a pending gap.
+        After stop() nothing is counted: the session no longer wants the chunk."""
+        if self._stop.is_set():
+            return
         self._position += samples
         if self._pending_gap and self.queue.offer(AudioGap(self._pending_gap, "overflow")):
             self._pending_gap = 0
@@ -264,55 +242,74 @@ class AudioReader(CaptureThread):
         if not isinstance(item, AudioGap):
             self.samples_in += samples
 
+    def _fill_to_clock(self, reason: str) -> int:
+        """Queue silence from the last sample given up to the session clock; returns its length."""
+        lost = int(round(self.clock.now_s() * SAMPLE_RATE_HZ)) - self._position
+        if lost > 0:
+            self._emit(AudioGap(lost, reason), lost)
+        return max(lost, 0)
+
     def _run_live(self) -> None:
         source = self.source
         resampler = Resampler(source.rate_hz, SAMPLE_RATE_HZ)
         self._pending_gap = 0
         self._position = 0  # samples of session time given so far (chunks, gaps, overflow)
-        started = False
+        # The open gap: its reason and session time from the last good sample. A stream (the
+        # first, or one reopened) delivers its first buffer a while after it opens (0.05-1.9 s
+        # with PulseAudio): until then the gap stays open, and the first chunk is placed at
+        # the clock, so audio sample n is session time n / 16 kHz across every reopen.
+        gap_reason: Optional[str] = "microphone start"
+        gap_from = 0.0
         stream = source.open()
-        gap_start = None if stream is not None else self.clock.now_s()
-        gap_mark = gap_start or 0.0
         try:
             while not self._stop.is_set():
                 if stream is None:
-                    if gap_start is None:
-                        gap_start = gap_mark = self.clock.now_s()
+                    if gap_reason is None:
+                        gap_reason, gap_from = "microphone lost", self._position / float(SAMPLE_RATE_HZ)
+                    elif gap_reason == "microphone start" and self._position == 0:
+                        gap_reason = "microphone lost"  # never heard: the whole time is the outage
                     self._stop.wait(self.backoff.delay())
+                    if self._stop.is_set():
+                        break
                     stream = source.open()
-                    # Silence for the time away, queued as it passes so the ticks go on.
-                    now = self.clock.now_s()
-                    lost = int(round((now - gap_mark) * SAMPLE_RATE_HZ))
-                    gap_mark += lost / float(SAMPLE_RATE_HZ)
-                    if lost:
-                        self._emit(AudioGap(lost, "microphone lost"), lost)
+                    self._fill_to_clock(gap_reason)  # the ticks go on while the device is away
                     if stream is not None:
-                        self.gaps.append((round(gap_start, 3), round(now, 3), "microphone lost"))
-                        gap_start = None
+                        resampler = Resampler(source.rate_hz, SAMPLE_RATE_HZ)  # a new stream, a new filter
                         self.backoff.reset()
                     continue
                 try:
-                    raw = stream.read(source.frames_per_chunk, exception_on_overflow=False)
-                except OSError:
+                    raw = stream.read(source.frames_per_chunk, exception_on_overflow=True)
+                except OSError as exc:
+                    if source.is_overflow(exc):
+                        # PortAudio lost input (and pyaudio this read's frames): silence up to the clock.
+                        at = self._position / float(SAMPLE_RATE_HZ)
+                        lost = self._fill_to_clock("input overflow")
+                        self.overflow_samples += lost
+                        if lost:
+                            self.gaps.append((round(at, 3), round(at + lost / float(SAMPLE_RATE_HZ), 3),
+                                              "input overflow"))
+                        continue
                     _close(stream)
                     stream = None
                     continue
                 chunk = resampler.process(pcm_to_float(raw, 2, 1))
-                if len(chunk) and not started:
-                    # Audio time is a sample count, video time the session clock: the stream
-                    # opened some time after the session started, so the silence before the
-                    # first chunk goes first and both streams start at the session's zero.
-                    started = True
+                if len(chunk) and gap_reason is not None:
+                    # Audio time is a sample count, video time the session clock: the silence
+                    # before this stream's first chunk goes first, up to the clock.
                     lead = int(round(self.clock.now_s() * SAMPLE_RATE_HZ)) - len(chunk) - self._position
                     if lead > 0:
-                        self._emit(AudioGap(lead, "microphone start"), lead)
+                        self._emit(AudioGap(lead, gap_reason), lead)
+                    end_s = self._position / float(SAMPLE_RATE_HZ)
+                    if end_s > gap_from:
+                        self.gaps.append((round(gap_from, 3), round(end_s, 3), gap_reason))
+                    gap_reason = None
                 if len(chunk):
                     self._emit(chunk, len(chunk))
         finally:
             if stream is not None:
                 _close(stream)
-            if gap_start is not None:
-                self.gaps.append((round(gap_start, 3), round(self.clock.now_s(), 3), "microphone lost"))
+            if gap_reason is not None and self.clock.now_s() > gap_from:
+                self.gaps.append((round(gap_from, 3), round(self.clock.now_s(), 3), gap_reason))
             if self._pending_gap:
                 self.queue.offer(AudioGap(self._pending_gap, "overflow"))
             source.close()

@@ -16,6 +16,7 @@ from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from edge.capture.clock import Backoff, SessionClock, analysis_slot
+from edge.capture.image_file import MAX_IMAGE_PIXELS, check_video_file
 from edge.capture.queues import CaptureThread, DropOldestQueue
 from edge.errors import EdgeError
 from edge.features.face import import_cv2
@@ -166,7 +167,7 @@ class FileSource(VideoSource):
 
     live = False
 
-    def __init__(self, path: str, capture_factory: Optional[Callable] = None):
+    def __init__(self, path: str, capture_factory: Optional[Callable] = None, max_pixels: int = MAX_IMAGE_PIXELS):
         cv2 = import_cv2()
         set_opencv_log_level(cv2, "ERROR")  # our warnings say what to do instead
         self.name = str(path)
@@ -176,11 +177,17 @@ class FileSource(VideoSource):
 
         if not os.path.isfile(self.path):
             raise EdgeError(f"video {path} does not exist")
+        check_video_file(self.path, max_pixels)  # before FFmpeg decodes a first frame to open it
         cap = self._factory(self.path)
         if not cap.isOpened():
             cap.release()
             raise EdgeError(f"video {path} cannot be opened (not a video, or a codec OpenCV lacks); "
                             "give an MP4/AVI file")
+        width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        if width * height > max_pixels:  # containers check_video_file does not read (MKV, WebM, ...)
+            cap.release()
+            raise EdgeError(f"video {path} has {width}x{height} frames, more than this device decodes "
+                            f"({max_pixels} pixels, video.max_pixels); give a smaller video")
         fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 1.0 <= fps <= 240.0 else 30.0
         self.frame_count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
@@ -192,8 +199,10 @@ class FileSource(VideoSource):
 
 
 def open_video_source(spec: Optional[str], fast: bool = False, width: int = 640, height: int = 480,
-                      fps: float = 30.0, capture_factory: Optional[Callable] = None) -> Optional[VideoSource]:
-    """A VideoSource from a spec: "camera:N" (or "N"), "gst:<pipeline>", "picamera2", a file path, None."""
+                      fps: float = 30.0, capture_factory: Optional[Callable] = None,
+                      max_pixels: int = MAX_IMAGE_PIXELS) -> Optional[VideoSource]:
+    """A VideoSource from a spec: "camera:N" (or "N"), "gst:<pipeline>", "picamera2", a file path, None.
+    max_pixels: the profile's video.max_pixels, a file's frame size is checked against it."""
     if spec is None or spec == "":
         return None
     if spec.startswith("camera:") or spec.isdigit():
@@ -214,7 +223,7 @@ def open_video_source(spec: Optional[str], fast: bool = False, width: int = 640,
         return OpenCVSource(spec[4:], "gstreamer pipeline", cv2.CAP_GSTREAMER, width, height, fps, capture_factory)
     if spec == "picamera2":
         return Picamera2Source(width, height, fps)
-    return FileSource(spec, capture_factory)
+    return FileSource(spec, capture_factory, max_pixels)
 
 
 def _has_v4l2(cv2) -> bool:

@@ -4,10 +4,22 @@ The files are chosen (precision fp32, int8 or auto) by the loaders of edge.preci
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 from edge.manifest import ModelManifest, load_manifest
+from edge.manifest import models_dir as resolve_models_dir
+from edge.models.release import Release, verify_release
 from edge.precision import load_emotion, load_severity
+
+
+def verify_models(config, models_dir: Optional[str] = None) -> Release:
+    """The models folder (--models-dir, else $EDGE_MODELS_DIR, else the package's) checked
+    against its signed release for the profile's `models.release_key`, before any model
+    loads; one-line EdgeError when it is unsigned or wrongly signed (edge/models/release.py).
+    Its folder is the resolved path (an update's `current` link is read once, here)."""
+    folder = Path(resolve_models_dir(models_dir)).resolve()
+    return verify_release(folder, config.models.release_key)
 
 
 def emotion_flops(manifest: ModelManifest) -> int:

@@ -24,7 +24,15 @@ from edge.engine.results import SessionResult, Tick
 from edge.errors import EdgeError, first_line
 from edge.store import ResultStore
 from edge.store.features_file import SessionFeatureWriter
-from edge.store.files import open_private, private_dir, remove_stale_temporaries, write_text_atomic
+from edge.store.files import (
+    open_private,
+    part_path,
+    private_dir,
+    publish_part,
+    remove_quietly,
+    remove_stale_temporaries,
+    write_text_atomic,
+)
 
 
 def _writable_dir(path: Path, what: str, create: bool) -> None:
@@ -64,18 +72,35 @@ class SessionWriter:
         per-tick features (None: not kept); context: the LSTM-MoE context flag written
         with them; summary_path: where the summary goes (default output.dir/<id>.json)."""
         check_outputs(out, save_features)
-        remove_stale_temporaries(out.dir)  # a summary cut short by a crash left its temporary
+        # What a killed or crashed run left: a summary's temporary, tick lines' and features' parts.
+        remove_stale_temporaries(out.dir)
+        if save_features:
+            remove_stale_temporaries(Path(save_features).parent)
         self.out = out
         self.session_id = session_id
         self.summary_path = Path(summary_path) if summary_path else Path(out.dir) / f"{session_id}.json"
         self.warnings: List[str] = []
         self._ticks = None
+        # Tick lines grow in a part file, renamed when the session is saved, removed when it
+        # is lost: no 0-byte or orphan .ticks.jsonl is left by a lost or killed session.
+        self.ticks_path = Path(out.dir) / f"{session_id}.ticks.jsonl"
+        self._ticks_part = part_path(self.ticks_path)
         self._features: Optional[SessionFeatureWriter] = None
         self._features_lost = False
-        if out.tick_jsonl:
-            self._ticks = open_private(Path(out.dir) / f"{session_id}.ticks.jsonl", "w")
-        if save_features:
-            self._features = SessionFeatureWriter(save_features, context)
+        # A full disk or inode table shows here, before the session: one line, nothing kept.
+        try:
+            if out.tick_jsonl:
+                self._ticks = open_private(self._ticks_part, "w")
+        except OSError as exc:
+            raise EdgeError(f"output.dir: cannot write {self.ticks_path} ({exc.strerror or exc}); "
+                            "free space or choose another folder") from None
+        try:
+            if save_features:
+                self._features = SessionFeatureWriter(save_features, context)
+        except OSError as exc:
+            self.abort()
+            raise EdgeError(f"--save-features: cannot write {save_features} ({exc.strerror or exc}); "
+                            "free space or choose another path") from None
 
     def tick(self, tick: Tick) -> None:
         """Stream one closed tick to the tick-lines file and the features file (if asked).
@@ -84,8 +109,9 @@ class SessionWriter:
             try:
                 self._ticks.write(json.dumps(tick.to_dict()) + "\n")
             except OSError as exc:
-                self.warnings.append(f"tick lines stopped at tick {tick.index}: {first_line(exc)}")
+                self.warnings.append(f"tick lines stopped at tick {tick.index}, NOT saved: {first_line(exc)}")
                 self._close_quietly("_ticks")
+                remove_quietly(self._ticks_part)  # its last line may be cut in half
         if self._features is not None:
             try:
                 self._features.append(tick.features)
@@ -107,6 +133,7 @@ class SessionWriter:
         """The session is not kept (its input was rejected): remove what was streamed."""
         if self._ticks is not None:
             self._close_quietly("_ticks")
+        remove_quietly(self._ticks_part)
         if self._features is not None:
             self._features.abort()
             self._features = None
@@ -117,13 +144,16 @@ class SessionWriter:
         (also added to the result's warnings). extra: sections an application adds to the
         summary file (the nightly job's voice measures)."""
         lost: List[str] = ["features"] if self._features_lost else []
+        ticks_done = False
         if self._ticks is not None:
             try:
                 self._ticks.flush()
                 os.fsync(self._ticks.fileno())
                 self._ticks.close()
+                ticks_done = True
             except OSError as exc:
-                self.warnings.append(f"tick lines may be incomplete: {first_line(exc)}")
+                self._close_quietly("_ticks")
+                self.warnings.append(f"tick lines NOT saved: {first_line(exc)}")
             self._ticks = None
         if self._features is not None:
             try:
@@ -151,7 +181,19 @@ class SessionWriter:
             del result.outputs["summary_file"]
             lost.append("summary")
             result.warnings.append(f"summary NOT saved to {self.summary_path}: {first_line(exc)}")
+        self._publish_ticks(ticks_done and "summary" not in lost, result)
         return lost
+
+    def _publish_ticks(self, keep: bool, result: SessionResult) -> None:
+        """The tick lines under their real name when the session's summary was saved (they
+        are its detail); removed otherwise, as after a write that failed."""
+        if keep:
+            try:
+                publish_part(self._ticks_part, self.ticks_path)
+                return
+            except OSError as exc:
+                result.warnings.append(f"tick lines NOT saved to {self.ticks_path}: {first_line(exc)}")
+        remove_quietly(self._ticks_part)
 
     def _save_row(self, result: SessionResult) -> None:
         store = ResultStore(self.out.database)

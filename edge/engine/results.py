@@ -164,11 +164,17 @@ class ModelInfo:
     backend: Optional[str] = None
     note: Optional[str] = None
     chosen: Optional[str] = None  # why this file: "fp32 as configured", or what precision: auto measured
+    release: Optional[str] = None  # the signed model release it came from (edge update), or "unsigned"
+    framing: Optional[str] = None  # face detector: how its boxes meet the emotion model's framing
+    crop: Optional[str] = None  # emotion model: the crop rule, e.g. "square_margin 0.1"
+    averaging: Optional[str] = None  # emotion model: the views averaged into a reading, e.g. "mirror"
 
     def to_dict(self) -> Dict:
         return {k: v for k, v in (("name", self.name), ("file", self.file), ("sha256", self.sha256),
                                   ("precision", self.precision), ("backend", self.backend),
-                                  ("note", self.note), ("chosen", self.chosen)) if v is not None}
+                                  ("note", self.note), ("chosen", self.chosen), ("release", self.release),
+                                  ("framing", self.framing), ("crop", self.crop), ("averaging", self.averaging))
+                if v is not None}
 
 
 @dataclass

@@ -33,7 +33,7 @@ from typing import Callable, Dict, Optional, Sequence, Union
 from edge import DEMO_WEIGHTS_NOTICE
 from edge.config import EngineConfig, Profile, load_config, updated
 from edge.engine.memory import bound_malloc_arenas
-from edge.engine.models import emotion_flops, load_models, severity_flops
+from edge.engine.models import emotion_flops, load_models, severity_flops, verify_models
 from edge.engine.results import ModelInfo, Tick
 from edge.engine.session import Session
 from edge.errors import EdgeError
@@ -90,10 +90,12 @@ class Screener:
         self._lock = threading.Lock()
         started = time.perf_counter()
         with self.timer.stage("load_models_ms"):
-            self.classifier, self.severity, self.severity_manifest = load_models(config, options.models_dir)
+            self.release = verify_models(config, options.models_dir)  # signed release first (issue 24)
+            models_dir = str(self.release.folder)
+            self.classifier, self.severity, self.severity_manifest = load_models(config, models_dir)
         fcfg = config.face
         with self.timer.stage("load_detector_ms"):
-            self.detector = open_face_detector(fcfg.detector, options.models_dir, config.threads,
+            self.detector = open_face_detector(fcfg.detector, models_dir, config.threads,
                                                fcfg.min_size, fcfg.downscale)
         self.tracker = FaceTracker(self.detector, fcfg.detect_every, fcfg.track_min_score)
         self.load_s = time.perf_counter() - started
@@ -184,21 +186,24 @@ class Screener:
     def model_info(self) -> Dict[str, ModelInfo]:
         """Which files ran, through which backends (for results and reports)."""
         classifier = self.classifier
+        release = self.release.label  # the signed model release they came from, or "unsigned"
         models = {"emotion": ModelInfo(classifier.manifest.name, classifier.file["file"],
                                        classifier.file["sha256"][:12], classifier.file["precision"],
-                                       classifier.backend.description, chosen=classifier.precision_reason)}
+                                       classifier.backend.description, chosen=classifier.precision_reason,
+                                       release=release, crop=classifier.crop_rule, averaging=classifier.averaging)}
         detector = self.detector
+        framing = getattr(detector, "framing_rule", None)  # how its boxes meet the emotion model's framing
         if hasattr(detector, "backend"):
             models["face_detector"] = ModelInfo(detector.name, detector.file["file"], detector.file["sha256"][:12],
-                                                None, detector.backend.description)
+                                                None, detector.backend.description, release=release, framing=framing)
         else:
-            models["face_detector"] = ModelInfo(detector.name)
+            models["face_detector"] = ModelInfo(detector.name, framing=framing)
         if self.severity is not None:
             entry = self.severity.entry
             models["severity"] = ModelInfo(self.config.models.severity.name, entry["file"], entry["sha256"][:12],
                                            entry["precision"], self.severity.model.backend.description,
                                            DEMO_WEIGHTS_NOTICE if self.demo_weights else None,
-                                           self.severity.precision_reason or None)
+                                           self.severity.precision_reason or None, release=release)
         return models
 
     # ----- lifetime ------------------------------------------------------------------

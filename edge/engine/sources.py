@@ -83,7 +83,7 @@ def probe_sources(config, video: Optional[str], audio: Optional[str], pyaudio_mo
     video_probe = audio_probe = None
     if video:
         try:
-            source = open_video_source(video, False, vcfg.width, vcfg.height, vcfg.fps)
+            source = open_video_source(video, False, vcfg.width, vcfg.height, vcfg.fps, None, vcfg.max_pixels)
             check_opens(source)
             length = None
             if isinstance(source, FileSource) and source.frame_count and source.fps:
@@ -125,7 +125,8 @@ class SourceRun:
         self.duration_s = duration_s
         self.on_audio = on_audio
         try:
-            self.video_source = open_video_source(video, fast, vcfg.width, vcfg.height, vcfg.fps, capture_factory)
+            self.video_source = open_video_source(video, fast, vcfg.width, vcfg.height, vcfg.fps, capture_factory,
+                                                  vcfg.max_pixels)
             if self.video_source is not None and capture_factory is None:
                 check_opens(self.video_source)
         except EdgeError as exc:

@@ -4,10 +4,17 @@
 sums, a level histogram and a few frames of context, so hours of audio cost the same memory
 as a minute. `result()` gives a `VoiceResult`:
 
-- pause ratio: time in pauses (>= 250 ms, unvoiced and 30 dB below the speech level,
-  between two stretches of speech) over the time from the first to the last voiced frame;
-- speaking-rate proxy: voiced segments per second of speech (pauses left out), and the
-  same count per second of audio (eGeMAPS `VoicedSegmentsPerSec`);
+- noise floor and SNR: each 10 s segment's floor is the 10th percentile of its 20 ms frame
+  levels (a steady floor and one that changes slowly are both followed); the recording's
+  floor is their median, its SNR the median voiced level above it;
+- pause ratio: time in pauses (>= 250 ms quieter than max(loud speech - 30 dB, floor + 10 dB),
+  between two stretches of speech) over the time from the first to the last speech frame, as
+  Praat's "To TextGrid (silences)" measures it on intensity. Where the speech is less than
+  PAUSE_MIN_SNR_DB above the floor of any segment it is None with the reason (a pause cannot
+  be told from the floor), never a confident 0.0;
+- speaking-rate proxy: voiced segments of speech (voiced frames above the pause threshold, so
+  a voice in the next room does not count) per second of speech (pauses left out), and all
+  voiced segments per second of audio (eGeMAPS `VoicedSegmentsPerSec`);
 - F0 mean and variability in semitones from 27.5 Hz over voiced frames (eGeMAPS
   `F0semitoneFrom27.5Hz_sma3nz_amean` and `_stddevNorm`: stddev / mean);
 - loudness (eGeMAPS `loudness_sma3_amean`: sum over 26 mel bands of the equal-loudness
@@ -15,11 +22,13 @@ as a minute. `result()` gives a `VoiceResult`:
 - jitter (`jitterLocal_sma3nz_amean`) and shimmer (`shimmerLocaldB_sma3nz_amean`) from a
   period-by-period waveform match as openSMILE's cPitchJitter does.
 
-The reference is openSMILE's eGeMAPSv02 (Eyben et al. 2016); tests compare against it on the
-same recordings. The pitch tracker is our own (normalised cross-correlation at 8 kHz,
-refined at 16 kHz with parabolic interpolation, shortest-lag choice against octave-down
-errors), not openSMILE's subharmonic summation with Viterbi smoothing, so figures agree
-within the tolerances stated in tests/test_features_voice.py, not to the last digit.
+The references are openSMILE's eGeMAPSv02 (Eyben et al. 2016) and Praat (pauses, F0
+variability); tests compare against both on the same recordings, real (CMU Arctic) and
+synthetic, clean and under white, pink, mains-hum and babble noise. The pitch tracker is our
+own (normalised cross-correlation at 8 kHz, refined at 16 kHz with parabolic interpolation,
+shortest-lag choice against octave-down errors), not openSMILE's subharmonic summation with
+Viterbi smoothing, so figures agree within the tolerances stated in
+tests/test_features_voice.py, not to the last digit.
 These are signal measures for a screening aid; none of them is a diagnosis.
 
 Where we knowingly differ from openSMILE:
@@ -69,9 +78,23 @@ OCTAVE_CONTEXT = 5
 
 PAUSE_MIN_S = 0.25
 PAUSE_BELOW_SPEECH_DB = 30.0
-# Candidate pause thresholds (dBFS); the one used is picked at result() from the speech level.
+PAUSE_SPEECH_PERCENTILE = 95.0
+# Candidate pause thresholds (dBFS); the one used is picked at result() from the speech level
+# and the noise floor, per floor segment.
 PAUSE_THRESHOLDS_DBFS = np.arange(-80.0, -9.0, 1.0)
 LEVEL_HIST_EDGES_DB = np.arange(-100.0, 0.5, 0.5)
+# The noise floor: the FLOOR_PERCENTILE-th percentile of the frame levels of each segment of
+# FLOOR_SEGMENT_FRAMES frames (10 s, on a global grid), so that a floor that changes slowly
+# (a fridge starting, traffic building up) is followed. A frame is a pause frame when it is
+# quieter than max(speech level - PAUSE_BELOW_SPEECH_DB, floor + PAUSE_ABOVE_FLOOR_DB), as
+# Praat's "To TextGrid (silences)" judges intensity alone (voicing does not matter: a voice
+# in the next room is still a pause of this speaker).
+FLOOR_SEGMENT_FRAMES = 1000
+FLOOR_PERCENTILE = 10.0
+PAUSE_ABOVE_FLOOR_DB = 10.0
+# Speech less than this far above the floor (in any segment of the speech): pauses cannot be
+# told from the floor, so the pause ratio and the speaking rate per second of speech are None.
+PAUSE_MIN_SNR_DB = 15.0
 
 # Jitter and shimmer (openSMILE cPitchJitter, eGeMAPSv02 settings).
 JITTER_SEARCH_REL = 0.10
@@ -83,6 +106,12 @@ CHAIN_FRAMES = 5
 CHAIN_BATCH_FRAMES = 1000
 
 MIN_VOICED_S_F0 = 0.5
+# F0 statistics leave out voiced frames more than this far from the recording's median F0
+# (octave and other tracking slips that move the variability most; Praat's and openSMILE's
+# contours carry them too). Kept in ST_BIN semitone bins: count, sum, sum of squares.
+F0_OUTLIER_ST = 12.0
+ST_BIN = 0.25
+ST_BINS = 256
 MIN_VOICED_S_JITTER = 1.0
 MIN_SPEECH_S = 1.0
 
@@ -170,7 +199,8 @@ def _check_samples(samples) -> np.ndarray:
 @dataclass
 class VoiceResult:
     """Voice measures of everything fed so far. None where the audio does not allow a
-    measure; `reasons` then says why (key: the field name). Times in seconds."""
+    measure (too little voice, or speech too close to the noise floor to be told from it);
+    `reasons` then says why (key: the field name). Times in seconds."""
 
     seconds_audio: float
     seconds_voiced: float
@@ -187,6 +217,10 @@ class VoiceResult:
     level_mean_dbfs: Optional[float]
     jitter_local: Optional[float]
     shimmer_local_db: Optional[float]
+    # The recording's noise floor (dBFS, the median over its 10 s segments of each one's
+    # 10th-percentile frame level) and the speech level (median voiced frame level) above it.
+    noise_floor_dbfs: Optional[float] = None
+    snr_db: Optional[float] = None
     reasons: Dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, object]:
@@ -228,23 +262,29 @@ class VoiceMeasures:
         self._emitted = 0  # frames accumulated so far
         # Frame sums.
         self._n_voiced = 0
-        self._st_sum = 0.0
-        self._st_sq = 0.0
-        self._st_n = 0
+        # F0 of voiced frames (semitones) by ST_BIN bins: count, sum, sum of squares.
+        self._st_hist = np.zeros((3, ST_BINS))
         self._loud_sum = 0.0
         self._level_pow_sum = 0.0
         self._segments = 0
         self._prev_voiced = False
         self._first_voiced = -1
-        self._last_voiced = -1
         self._voiced_level_hist = np.zeros(len(LEVEL_HIST_EDGES_DB) - 1, dtype=np.int64)
-        # Pauses, one counter per candidate threshold.
+        # Per floor segment: the level histogram of all its frames (rows: segments).
+        self._floor_hist = np.zeros((0, len(LEVEL_HIST_EDGES_DB) - 1), dtype=np.int32)
+        # Pauses, one counter per candidate threshold (columns) and per floor segment of the
+        # pause's first frame (rows); speech at a threshold: voiced and not quieter than it.
         k = len(PAUSE_THRESHOLDS_DBFS)
         self._run_start = np.full(k, -1, dtype=np.int64)  # start frame of the open silent run
-        self._pending = np.zeros(k, dtype=np.int64)  # pause frames waiting for speech after them
-        self._pending_n = np.zeros(k, dtype=np.int64)
-        self._pause_frames = np.zeros(k, dtype=np.int64)
-        self._pause_n = np.zeros(k, dtype=np.int64)
+        self._first_speech = np.full(k, -1, dtype=np.int64)
+        self._pending = np.zeros((0, k), dtype=np.int32)  # pause frames waiting for speech after them
+        self._pending_n = np.zeros((0, k), dtype=np.int32)
+        self._pause_frames = np.zeros((0, k), dtype=np.int32)
+        self._pause_n = np.zeros((0, k), dtype=np.int32)
+        self._seg_first = np.zeros((0, k), dtype=np.int32)  # first speech frame in the segment, -1: none
+        self._seg_last = np.zeros((0, k), dtype=np.int32)
+        self._seg_starts = np.zeros((0, k), dtype=np.int32)  # voiced segments of speech starting there
+        self._prev_speech = np.zeros(k, dtype=bool)
         # Jitter/shimmer period chain.
         self._f0_hist = np.zeros(0)  # final F0 of frames [_f0_hist_start, _emitted)
         self._f0_hist_start = 0
@@ -374,9 +414,10 @@ class VoiceMeasures:
         voiced = f0[sl] > 0
         st_v = st_sma[sl][voiced]
         self._n_voiced += int(voiced.sum())
-        self._st_sum += float(st_v.sum())
-        self._st_sq += float(np.dot(st_v, st_v))
-        self._st_n += int(st_v.size)
+        st_bin = np.clip((st_v / ST_BIN).astype(np.int64), 0, ST_BINS - 1)
+        np.add.at(self._st_hist[0], st_bin, 1.0)
+        np.add.at(self._st_hist[1], st_bin, st_v)
+        np.add.at(self._st_hist[2], st_bin, st_v * st_v)
         self._loud_sum += float(loud_sma[sl].sum())
         self._level_pow_sum += float(np.sum(10.0 ** (level[sl] / 10.0)))
         starts = voiced & ~np.concatenate([[self._prev_voiced], voiced[:-1]])
@@ -387,17 +428,54 @@ class VoiceMeasures:
         if vidx.size:
             if self._first_voiced < 0:
                 self._first_voiced = abs0 + int(vidx[0])
-            self._last_voiced = abs0 + int(vidx[-1])
             self._voiced_level_hist += np.histogram(level[sl][voiced], bins=LEVEL_HIST_EDGES_DB)[0]
         self._pauses(level[sl], voiced, abs0)
         self._f0_hist = np.concatenate([self._f0_hist, f0[sl]])
         self._advance_chain(abs0 + (hi - lo), final)
 
-    def _pauses(self, level: np.ndarray, voiced: np.ndarray, abs0: int) -> None:
-        """Silent runs for every candidate threshold at once (rows: thresholds)."""
-        n = level.size
+    def _grow(self, n_segments: int) -> None:
+        """Rows for floor segments [0, n_segments)."""
+        extra = n_segments - self._floor_hist.shape[0]
+        if extra <= 0:
+            return
         k = PAUSE_THRESHOLDS_DBFS.size
-        silent = (level[None, :] < PAUSE_THRESHOLDS_DBFS[:, None]) & ~voiced[None, :]
+        self._floor_hist = np.concatenate([self._floor_hist, np.zeros((extra, self._floor_hist.shape[1]), np.int32)])
+        for name in ("_pending", "_pending_n", "_pause_frames", "_pause_n", "_seg_starts"):
+            setattr(self, name, np.concatenate([getattr(self, name), np.zeros((extra, k), np.int32)]))
+        for name in ("_seg_first", "_seg_last"):
+            setattr(self, name, np.concatenate([getattr(self, name), np.full((extra, k), -1, np.int32)]))
+
+    def _pauses(self, level: np.ndarray, voiced: np.ndarray, abs0: int) -> None:
+        """Floor histograms, speech frames and silent runs for every candidate threshold at
+        once (rows: thresholds)."""
+        n = level.size
+        if n == 0:
+            return
+        seg = (abs0 + np.arange(n)) // FLOOR_SEGMENT_FRAMES
+        self._grow(int(seg[-1]) + 1)
+        n_bins = self._floor_hist.shape[1]
+        bins = np.clip(((level - LEVEL_HIST_EDGES_DB[0]) / 0.5).astype(np.int64), 0, n_bins - 1)
+        np.add.at(self._floor_hist, (seg, bins), 1)
+        silent = level[None, :] < PAUSE_THRESHOLDS_DBFS[:, None]
+        speech = voiced[None, :] & ~silent
+        has_speech = speech.any(axis=1)
+        first_in_block = abs0 + np.argmax(speech, axis=1)
+        last_in_block = abs0 + n - 1 - np.argmax(speech[:, ::-1], axis=1)
+        new_first = has_speech & (self._first_speech < 0)
+        self._first_speech[new_first] = first_in_block[new_first]
+        starts = speech & ~np.concatenate([self._prev_speech[:, None], speech[:, :-1]], axis=1)
+        self._prev_speech = speech[:, -1].copy()
+        for s in np.unique(seg):
+            cols = np.nonzero(seg == s)[0]
+            part = speech[:, cols[0]:cols[-1] + 1]
+            self._seg_starts[s] += starts[:, cols[0]:cols[-1] + 1].sum(axis=1).astype(np.int32)
+            has = part.any(axis=1)
+            first = abs0 + cols[0] + np.argmax(part, axis=1)
+            last = abs0 + cols[-1] - np.argmax(part[:, ::-1], axis=1)
+            row_first = self._seg_first[s]
+            set_first = has & (row_first < 0)
+            row_first[set_first] = first[set_first]
+            self._seg_last[s, has] = last[has]
         edges = np.diff(np.pad(silent.astype(np.int8), ((0, 0), (1, 1))), axis=1)
         rs, ps = np.nonzero(edges == 1)  # run starts (row, position)
         re, pe = np.nonzero(edges == -1)  # run ends (exclusive)
@@ -407,8 +485,7 @@ class VoiceMeasures:
         start_abs = np.where(carry, self._run_start[rs], start_abs)
         closed_start, closed_end, closed_row = [start_abs[pe < n]], [abs0 + pe[pe < n]], [rs[pe < n]]
         # An open run from the last block that ends at this block's first frame.
-        ended = (self._run_start >= 0) & ~silent[:, 0] if n else np.zeros(k, dtype=bool)
-        rows = np.nonzero(ended)[0]
+        rows = np.nonzero((self._run_start >= 0) & ~silent[:, 0])[0]
         closed_start.append(self._run_start[rows])
         closed_end.append(np.full(rows.size, abs0, dtype=np.int64))
         closed_row.append(rows)
@@ -416,23 +493,22 @@ class VoiceMeasures:
         self._run_start[:] = -1
         open_ = pe == n
         self._run_start[rs[open_]] = start_abs[open_]
-        # A pause lies between speech: after the first voiced frame, before a later voiced one.
+        # A pause lies between speech: after the first speech frame, before a later one.
         length = ce - cs
-        ok = (length >= PAUSE_MIN_FRAMES) & (self._first_voiced >= 0) & (cs > self._first_voiced)
+        ok = (length >= PAUSE_MIN_FRAMES) & (self._first_speech[cr] >= 0) & (cs > self._first_speech[cr])
         cs, ce, cr, length = cs[ok], ce[ok], cr[ok], length[ok]
-        vidx = np.nonzero(voiced)[0]
-        if vidx.size:
-            last_v = abs0 + int(vidx[-1])
-            self._pause_frames += self._pending
-            self._pause_n += self._pending_n
-            self._pending[:] = 0
-            self._pending_n[:] = 0
-            now = ce <= last_v
-            np.add.at(self._pause_frames, cr[now], length[now])
-            np.add.at(self._pause_n, cr[now], 1)
-            cr, length = cr[~now], length[~now]
-        np.add.at(self._pending, cr, length)
-        np.add.at(self._pending_n, cr, 1)
+        # Waiting pauses of the thresholds with speech in this block are pauses now.
+        cols = np.nonzero(has_speech)[0]
+        self._pause_frames[:, cols] += self._pending[:, cols]
+        self._pause_n[:, cols] += self._pending_n[:, cols]
+        self._pending[:, cols] = 0
+        self._pending_n[:, cols] = 0
+        now = has_speech[cr] & (ce <= last_in_block[cr])
+        row = cs // FLOOR_SEGMENT_FRAMES
+        np.add.at(self._pause_frames, (row[now], cr[now]), length[now].astype(np.int32))
+        np.add.at(self._pause_n, (row[now], cr[now]), 1)
+        np.add.at(self._pending, (row[~now], cr[~now]), length[~now].astype(np.int32))
+        np.add.at(self._pending_n, (row[~now], cr[~now]), 1)
 
     # -------------------------------------------------------- jitter, shimmer
     def _advance_chain(self, frame_end: int, final: bool) -> None:
@@ -518,38 +594,88 @@ class VoiceMeasures:
             active = active[pos[active] < end[active]]
 
     # ---------------------------------------------------------------- summary
+    def _floors(self) -> np.ndarray:
+        """Noise floor (dBFS) of each floor segment; a last segment less than half full is
+        judged together with the one before it."""
+        hist = self._floor_hist.astype(np.int64)
+        if hist.shape[0] >= 2 and hist[-1].sum() < FLOOR_SEGMENT_FRAMES // 2:
+            hist[-1] += hist[-2]
+        return np.array([_percentile_db(h, FLOOR_PERCENTILE) for h in hist])
+
+    def _f0_stats(self):
+        """(frames, sum, sum of squares) of the voiced frames' F0 in semitones, leaving out
+        those more than F0_OUTLIER_ST from the recording's median (tracking slips)."""
+        count, total, squares = self._st_hist
+        n = count.sum()
+        if n == 0:
+            return 0, 0.0, 0.0
+        median = (int(np.searchsorted(np.cumsum(count), n / 2.0)) + 0.5) * ST_BIN
+        centre = (np.arange(ST_BINS) + 0.5) * ST_BIN
+        keep = np.abs(centre - median) <= F0_OUTLIER_ST
+        return int(count[keep].sum()), float(total[keep].sum()), float(squares[keep].sum())
+
     def _summarise(self) -> VoiceResult:
         hop_s = HOP_SAMPLES / SAMPLE_RATE_HZ
         seconds_audio = self._n_samples / SAMPLE_RATE_HZ
         seconds_voiced = self._n_voiced * hop_s
         reasons = {}  # type: Dict[str, str]
-        # Pause threshold: PAUSE_BELOW_SPEECH_DB under the median level of voiced frames.
-        pause_frames, pause_n, span = 0, 0, 0
+        floors = self._floors()
+        noise_floor = float(np.median(floors)) if floors.size else None
+        speech_db = snr = None
+        pause_frames, pause_n, span, speech_segments = 0, 0, 0, 0
+        worst_snr, worst_at = None, 0
         if self._first_voiced >= 0:
-            span = self._last_voiced - self._first_voiced + 1
-            cum = np.cumsum(self._voiced_level_hist)
-            median_bin = int(np.searchsorted(cum, cum[-1] / 2.0))
-            speech_db = 0.5 * (LEVEL_HIST_EDGES_DB[median_bin] + LEVEL_HIST_EDGES_DB[median_bin + 1])
-            k = int(np.argmin(np.abs(PAUSE_THRESHOLDS_DBFS - (speech_db - PAUSE_BELOW_SPEECH_DB))))
-            pause_frames, pause_n = int(self._pause_frames[k]), int(self._pause_n[k])
+            speech_db = _percentile_db(self._voiced_level_hist, 50.0)
+            snr = speech_db - noise_floor
+            # Per floor segment: the threshold, its nearest candidate, the speech and pauses at it.
+            thr = np.maximum(_percentile_db(self._voiced_level_hist, PAUSE_SPEECH_PERCENTILE) - PAUSE_BELOW_SPEECH_DB,
+                             floors + PAUSE_ABOVE_FLOOR_DB)
+            ks = np.argmin(np.abs(PAUSE_THRESHOLDS_DBFS[None, :] - thr[:, None]), axis=1)
+            rows = np.arange(floors.size)
+            firsts, lasts = self._seg_first[rows, ks], self._seg_last[rows, ks]
+            with_speech = firsts >= 0
+            judged = with_speech if with_speech.any() else np.ones(floors.size, dtype=bool)
+            worst_at = int(np.argmax(np.where(judged, floors, -np.inf)))
+            worst_snr = speech_db - float(floors[worst_at])
+            if with_speech.any():
+                span = int(lasts[with_speech].max()) - int(firsts[with_speech].min()) + 1
+                pause_frames = int(self._pause_frames[rows, ks].sum())
+                pause_n = int(self._pause_n[rows, ks].sum())
+                speech_segments = int(self._seg_starts[rows, ks].sum())
         seconds_in_pauses = pause_frames * hop_s
         seconds_speech = max(0.0, span * hop_s - seconds_in_pauses)
         enough_speech = seconds_voiced >= MIN_SPEECH_S
+        separable = enough_speech and worst_snr is not None and worst_snr >= PAUSE_MIN_SNR_DB and span > 0
         if not enough_speech:
             why = f"{seconds_voiced:.2f} s voiced, under {MIN_SPEECH_S:g} s"
             reasons["pause_ratio"] = why
             reasons["voiced_segments_per_speech_sec"] = why
+        elif not separable and worst_snr is not None and worst_snr >= PAUSE_MIN_SNR_DB:
+            why = "no voiced frame above the pause threshold"
+            reasons["pause_ratio"] = why
+            reasons["voiced_segments_per_speech_sec"] = why
+        elif not separable:
+            where = "" if floors.size == 1 else f" (from {worst_at * FLOOR_SEGMENT_FRAMES * hop_s:g} s)"
+            why = (f"speech only {worst_snr:.0f} dB above the noise floor of {floors[worst_at]:.0f} dBFS{where}, "
+                   f"under {PAUSE_MIN_SNR_DB:g} dB: pauses cannot be told from the floor")
+            reasons["pause_ratio"] = why
+            reasons["voiced_segments_per_speech_sec"] = why
+        if snr is None:
+            reasons["snr_db"] = "no voiced speech" if floors.size else "no audio"
+        if noise_floor is None:
+            reasons["noise_floor_dbfs"] = "no audio"
         seg_per_sec = self._segments / seconds_audio if seconds_audio > 0 else None
         if seg_per_sec is None:
             reasons["voiced_segments_per_sec"] = "no audio"
         f0_mean = f0_cv = f0_hz = None
-        if self._st_n * hop_s >= MIN_VOICED_S_F0:
-            f0_mean = self._st_sum / self._st_n
-            var = max(0.0, self._st_sq / self._st_n - f0_mean * f0_mean)
+        st_n, st_sum, st_sq = self._f0_stats()
+        if st_n * hop_s >= MIN_VOICED_S_F0:
+            f0_mean = st_sum / st_n
+            var = max(0.0, st_sq / st_n - f0_mean * f0_mean)
             f0_cv = math.sqrt(var) / f0_mean if f0_mean > 0 else None
             f0_hz = 27.5 * 2.0 ** (f0_mean / 12.0)
         else:
-            why = f"{self._st_n * hop_s:.2f} s voiced, under {MIN_VOICED_S_F0:g} s"
+            why = f"{st_n * hop_s:.2f} s voiced, under {MIN_VOICED_S_F0:g} s"
             for key in ("f0_semitone_mean", "f0_semitone_stddev_norm", "f0_mean_hz"):
                 reasons[key] = why
         n_frames = self._emitted
@@ -569,15 +695,16 @@ class VoiceMeasures:
             reasons["shimmer_local_db"] = (f"{self._shim_n * hop_s:.2f} s of voiced frames with matched periods, "
                                            f"under {MIN_VOICED_S_JITTER:g} s")
         speech_total = seconds_speech + seconds_in_pauses
+        separable = separable and speech_total > 0
         return VoiceResult(
             seconds_audio=seconds_audio,
             seconds_voiced=seconds_voiced,
             seconds_speech=seconds_speech,
             seconds_in_pauses=seconds_in_pauses,
             pause_count=pause_n,
-            pause_ratio=(seconds_in_pauses / speech_total) if enough_speech and speech_total > 0 else None,
-            voiced_segments_per_speech_sec=(self._segments / seconds_speech)
-            if enough_speech and seconds_speech > 0 else None,
+            pause_ratio=(seconds_in_pauses / speech_total) if separable else None,
+            voiced_segments_per_speech_sec=(speech_segments / seconds_speech)
+            if separable and seconds_speech > 0 else None,
             voiced_segments_per_sec=seg_per_sec,
             f0_semitone_mean=f0_mean,
             f0_semitone_stddev_norm=f0_cv,
@@ -586,8 +713,17 @@ class VoiceMeasures:
             level_mean_dbfs=level_db,
             jitter_local=jitter,
             shimmer_local_db=shimmer,
+            noise_floor_dbfs=noise_floor,
+            snr_db=snr,
             reasons=reasons,
         )
+
+
+def _percentile_db(hist: np.ndarray, q: float) -> float:
+    """The q-th percentile (centre of its 0.5 dB bin) of a LEVEL_HIST_EDGES_DB histogram."""
+    cum = np.cumsum(hist)
+    i = min(int(np.searchsorted(cum, cum[-1] * q / 100.0)), hist.size - 1)
+    return float(0.5 * (LEVEL_HIST_EDGES_DB[i] + LEVEL_HIST_EDGES_DB[i + 1]))
 
 
 def _missing(n: int) -> np.ndarray:

@@ -13,6 +13,10 @@ averaged, weighted by score, as MediaPipe does) and mapped back to frame pixels.
 
 The anchors and decoding constants are written into the model's manifest by
 `export/blazeface.py` and read back from it here. numpy + OpenCV + TFLite only.
+
+Framing: `detect` returns each face's box in the emotion model's framing (Haar's), made
+from the eye and mouth keypoints by the manifest's `framing` (FRAMING, fitted on real faces
+by `python -m export fit-framing`); `detect_all` keeps the model's own boxes.
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from edge.errors import EdgeError
-from edge.features.face import PIXEL_OFFSET, PIXEL_SCALE, Box, import_cv2
+from edge.features.face import PIXEL_OFFSET, PIXEL_SCALE, Box, KeypointFraming, import_cv2
 
 MODEL_NAME = "blazeface"
 INPUT_SIZE = 128
@@ -53,6 +57,14 @@ DECODE_OPTIONS: Dict = {
     "nms": "weighted",
     "nms_iou": 0.3,
 }
+# Keypoints -> the box OpenCV's frontal-face Haar cascade gives the same face (the framing
+# mini-Xception was trained on), fitted by `python -m export fit-framing` on real faces
+# (export/data/faces.py FIT_SOURCES, frames at full size and at 0.6x); see README, face section.
+FRAMING: Dict = {"rule": "keypoints_to_haar",
+                 "eye_distance": 1.0926, "eye_mouth": 1.5594, "along": 0.188, "across": -0.0018}
+FRAMING_NOTE = ("box = the Haar cascade's box for the face, from the eyes and mouth: side = eye_distance * "
+                "|eyes| + eye_mouth * |mouth - eye midpoint|, centre = eye midpoint + |mouth - eye midpoint| * "
+                "(along * u + across * v), u the unit vector from the eye midpoint to the mouth, v u turned 90 deg")
 
 
 def ssd_anchors(options: Optional[Dict] = None) -> np.ndarray:
@@ -181,9 +193,10 @@ class BlazeFaceDetector:
     """MediaPipe BlazeFace short range on the TFLite backend; the same `detect` as Haar's.
 
     min_size: smallest face side kept, in frame pixels. min_score: sigmoid score threshold
-    (default: the manifest's, 0.5 as in MediaPipe). The box covers brows to chin and sits
-    lower than Haar's (less forehead); on the bundled samples its side is 1.0-1.2 times
-    Haar's, so the emotion model's crop rule (`square_crop` with its margin) still fits.
+    (default: the manifest's, 0.5 as in MediaPipe). The model's own box covers brows to chin,
+    sits lower than Haar's (less forehead) and is about 0.86 times its side, so `detect` maps
+    the keypoints to Haar's framing (`framing`, from the manifest) before the emotion model's
+    crop rule cuts the face.
     """
 
     name = "blazeface"
@@ -208,6 +221,13 @@ class BlazeFaceDetector:
         self.anchors = ssd_anchors(data["anchors"])
         self.decode_options = data["decode"]
         self.box_scale = float(self.decode_options["box_scale"])
+        framing = data.get("framing")
+        # An older manifest without a framing still runs, on the model's own boxes, and says so.
+        self.framing = KeypointFraming.from_dict(framing) if framing else None
+        self.framing_rule = (str(framing.get("rule", "keypoints_to_haar")) if framing
+                             else "none: the model's own box (its manifest has no framing)")
+        names_kp = list(self.decode_options["keypoints"])
+        self._eyes_mouth = (names_kp.index("right_eye"), names_kp.index("left_eye"), names_kp.index("mouth_centre"))
         self.min_score = float(self.decode_options["min_score"] if min_score is None else min_score)
         if not 0.0 < self.min_score < 1.0:
             raise EdgeError(f"BlazeFace min_score must be in (0, 1), got {self.min_score}")
@@ -244,15 +264,27 @@ class BlazeFaceDetector:
         frame_corners = box.to_frame(corners.reshape(-1, 2, 2)).reshape(-1, 4)
         return Detections(frame_corners, box.to_frame(points), scores)
 
+    def framed(self, found: Detections) -> np.ndarray:
+        """The detections' boxes in the emotion model's framing, [n, 4] (x0, y0, x1, y1), frame pixels."""
+        if self.framing is None or not len(found.scores):
+            return found.boxes
+        right, left, mouth = self._eyes_mouth
+        out = np.empty((len(found.scores), 4), np.float32)
+        for i, points in enumerate(found.keypoints):
+            cx, cy, side = self.framing.box(points[right], points[left], points[mouth])
+            out[i] = (cx - side / 2.0, cy - side / 2.0, cx + side / 2.0, cy + side / 2.0)
+        return out
+
     def detect(self, image: np.ndarray, gray: Optional[np.ndarray] = None) -> List[Box]:
-        """Face boxes (x, y, w, h) in frame pixels, clipped to the frame, largest first.
+        """Face boxes (x, y, w, h) in frame pixels and in the emotion model's framing (`framed`),
+        clipped to the frame, largest first.
 
         image: the BGR (or BGRA, or grey) uint8 frame; colour gives the best results.
         gray: ignored (the Haar detector's shortcut; accepted so both detectors are called alike).
         """
         height, width = image.shape[:2]
         boxes: List[Box] = []
-        for x0, y0, x1, y1 in self.detect_all(image).boxes:
+        for x0, y0, x1, y1 in self.framed(self.detect_all(image)):
             left, top = max(0, int(round(x0))), max(0, int(round(y0)))
             right, bottom = min(width, int(round(x1))), min(height, int(round(y1)))
             w, h = right - left, bottom - top

@@ -25,6 +25,7 @@ class HaarFaceDetector:
     """
 
     name = "haar"
+    framing_rule = "haar"  # its boxes are the emotion model's framing (edge.features.face)
 
     def __init__(self, cascade_path: Optional[str] = None, scale_factor: float = 1.1,
                  min_neighbors: int = 5, min_size: int = 40, downscale: float = 1.0):

@@ -15,7 +15,7 @@ from typing import Union
 import numpy as np
 
 from edge.features.tick import SESSION_SCHEMA, TICK_FEATURE_COUNT, TICK_FEATURES, TICK_MS
-from edge.store.files import open_private, write_atomic
+from edge.store.files import open_private, part_path, write_atomic
 
 _BLOCK_BYTES = 1 << 20
 
@@ -25,7 +25,7 @@ class SessionFeatureWriter:
         self.path = Path(path)
         self.context = float(context)
         self.rows = 0
-        self._part = self.path.with_name(f".{self.path.name}.part")
+        self._part = part_path(self.path)  # .<name>.<pid>.part: a killed run's is removed at the next start
         self._file = open_private(self._part, "wb")
 
     def append(self, vector: np.ndarray) -> None:

@@ -88,12 +88,36 @@ def write_text_atomic(path: Union[str, Path], text: str) -> Path:
     return write_atomic(path, lambda f: f.write(text))
 
 
-_TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$")  # write_atomic's names: .<name>.<pid>.tmp
+def part_path(path: Union[str, Path]) -> Path:
+    """Where a file written over a whole session (tick lines, features) grows until it is
+    complete: `.<name>.<pid>.part` next to it, renamed to `path` at the end (publish_part)
+    or removed; the pid lets the next start remove what a killed process left."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.part")
+
+
+def publish_part(part: Union[str, Path], path: Union[str, Path]) -> Path:
+    """Rename a finished (closed, fsynced) part file to its real name and fsync the folder."""
+    os.replace(str(part), str(path))
+    _fsync_dir(Path(path).parent)
+    return Path(path)
+
+
+def remove_quietly(path: Union[str, Path]) -> None:
+    try:
+        os.unlink(str(path))
+    except OSError:
+        pass
+
+
+# write_atomic's temporaries (.<name>.<pid>.tmp) and part files (.<name>.<pid>.part)
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.(?:tmp|part)$")
 
 
 def remove_stale_temporaries(folder: Union[str, Path]) -> int:
-    """Delete write_atomic temporaries left in `folder` by a process that no longer runs
-    (a power cut or SIGKILL mid-write); the number removed. Live writers' files stay."""
+    """Delete write_atomic temporaries and part files left in `folder` by a process that no
+    longer runs (a power cut or SIGKILL mid-session); the number removed. Live writers'
+    files stay."""
     removed = 0
     try:
         names = os.listdir(str(folder))

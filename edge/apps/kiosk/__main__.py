@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from edge import EdgeError
-from edge.apps.kiosk import run
+from edge.apps.kiosk import add_source_arguments, run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,8 +13,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models-dir", help="folder with the model folders (default: the models shipped in the package)")
     p.add_argument("--config", help="device profile YAML (its kiosk: section); default: the built-in defaults")
     p.add_argument("--port", type=int, metavar="N", help="TCP port (default: the profile's kiosk.port; 0: a free one)")
-    p.add_argument("--video", metavar="FILE", help="replay a video file as if live, each session from the start")
-    p.add_argument("--audio", metavar="FILE", help="replay a PCM WAV file as if live")
+    add_source_arguments(p)
     return p
 
 

@@ -24,11 +24,39 @@ from edge import EdgeError
 
 
 def choose_sources(args, config) -> Tuple[Optional[str], Optional[str]]:
-    """--video/--audio when given (only those), else the profile's video.source/audio.source."""
-    video, audio = getattr(args, "video", None), getattr(args, "audio", None)
-    if video is None and audio is None:
-        return config.video.source, config.audio.source
+    """Each stream from the profile (video.source, audio.source) unless the command line
+    names it: --video FILE or --camera [N] (camera:N), --audio FILE or --mic [N] (mic, mic:N),
+    --no-video / --no-audio (none). One stream named keeps the other's profile source."""
+    video, audio = config.video.source, config.audio.source
+    if getattr(args, "video", None) is not None:
+        video = args.video
+    elif getattr(args, "camera", None) is not None:
+        video = f"camera:{args.camera}"
+    elif getattr(args, "no_video", False):
+        video = None
+    if getattr(args, "audio", None) is not None:
+        audio = args.audio
+    elif getattr(args, "mic", None) is not None:
+        audio = "mic" if args.mic == "default" else f"mic:{args.mic}"
+    elif getattr(args, "no_audio", False):
+        audio = None
     return video, audio
+
+
+def describe_sources(video: Optional[str], audio: Optional[str]) -> str:
+    """The start-up line's words for the sources in use."""
+    def one(spec: Optional[str], device: str, default: str) -> str:
+        if spec is None:
+            return f"no {device}"
+        if spec == "mic":
+            return default
+        if spec.startswith(("camera:", "mic:")):
+            return f"{device} {spec.split(':', 1)[1]}"
+        if spec.startswith(("gst:", "picamera2")):
+            return f"{device} {spec}"
+        return f"the recording {spec} (replayed as if live)"
+
+    return f"camera: {one(video, 'camera', 'camera 0')}; microphone: {one(audio, 'microphone', 'the default input')}"
 
 
 def run(args) -> int:
@@ -54,6 +82,13 @@ def run(args) -> int:
     for failed in named.failed:
         raise SourceError(failed.stream, failed.reason)
 
+    reporter = None
+    if kiosk.report:  # each saved session's summary (no media) to the care team over MQTT (edge.reporting)
+        from edge import SessionReporter, broker_settings, check_topic_part
+
+        check_topic_part("kiosk.site_id", kiosk.site_id)
+        reporter = SessionReporter(broker_settings(profile.mqtt), profile.mqtt.queue_dir,
+                                   profile.mqtt.topic_prefix, kiosk.site_id)
     stop = threading.Event()
     received = []
 
@@ -66,14 +101,17 @@ def run(args) -> int:
     controller = None
     try:
         # Binds now: a port in use fails here, before the models load.
-        server = KioskServer(None, kiosk.host, port, kiosk.token, page, kiosk.server_names)
+        server = KioskServer(None, kiosk.host, port, kiosk.token, page, kiosk.server_names,
+                             loopback_without_token=kiosk.loopback_without_token)
         screener = Screener(options)  # models checked (sha256) and loaded
         controller = KioskController(screener, kiosk, video, audio)
+        controller.on_saved = reporter.publish if reporter is not None else None
         server.controller = controller
         controller.begin()
         server.start()
         ready_s = time.monotonic() - started
         weights = " (demo weights, not for screening)" if screener.demo_weights else ""
+        print(f"edge kiosk: {describe_sources(video, audio)}", flush=True)
         print(f"edge kiosk: serving {server.url} - models ready{weights}, page served, {ready_s:.2f} s after start; "
               "SIGTERM or Ctrl-C stops it", flush=True)
         while not stop.wait(0.5):
@@ -86,6 +124,8 @@ def run(args) -> int:
             controller.close()
         if server is not None:
             server.close()
+        if reporter is not None:
+            reporter.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     sys.stdout.flush()

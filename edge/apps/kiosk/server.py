@@ -7,13 +7,22 @@
                             second while capturing, at least one a second otherwise
     GET  /api/stats         sessions run, preview cost, memory (for bench/ and staff)
     GET  /preview.mjpg      the live preview (MJPEG) while capturing; loopback clients only
-    POST /api/start | /api/stop | /api/reset    (need the header `X-Kiosk-Request: 1`)
+    GET  /api/strings       the page's words in the profile's language (strings.py)
+    POST /api/start         {"research": true|false}: the visitor's consent, and the optional
+                            second opt-in (labelled pairs for training)
+    POST /api/answer        {"item": 0..7, "value": 0..3}: one PHQ-8 answer
+    POST /api/back | /api/stop | /api/reset
+    (every POST needs the header `X-Kiosk-Request: 1`)
 
 Access (edge.http_server): requests whose Host header is not this server are refused (a web
 page elsewhere cannot reach it through DNS rebinding). With no token (the default) the server
 binds a loopback address only; with `kiosk.token` every request must carry it: the
 `kiosk_token` cookie (set by opening /?token=...), `Authorization: Bearer ...` or
-`?token=...`. POSTs need a custom header, which a cross-site form cannot send. Clients that
+`?token=...`, except from a loopback client on the device itself (the kiosk's own browser)
+that is not a proxy's forwarded request (no X-Forwarded-For / Forwarded header), unless
+`kiosk.loopback_without_token` is false. The token is a password: over a LAN, put TLS in
+front (README: a local reverse proxy), never plain HTTP beyond the device. POSTs need a
+custom header, which a cross-site form cannot send. Clients that
 send half a request, or too many at once, cannot tie the server up (see edge.http_server).
 """
 from __future__ import annotations
@@ -74,11 +83,12 @@ class KioskServer(BoundedHTTPServer):
 
     def __init__(self, controller, host: str = "127.0.0.1", port: int = 8080, token: Optional[str] = None,
                  page: Optional[Dict[str, bytes]] = None, server_names: Iterable[str] = (),
-                 limits: Optional[HttpLimits] = None):
+                 limits: Optional[HttpLimits] = None, loopback_without_token: bool = True):
         if not is_loopback(host) and not token:
             raise EdgeError(f"kiosk.host {host} is not a loopback address: set kiosk.token too, so that every "
                             "request must carry it (or use host 127.0.0.1)")
         self.controller = controller
+        self.loopback_without_token = bool(loopback_without_token)
         self.page = page if page is not None else load_page()
         self.started_at = time.monotonic()
         try:
@@ -101,6 +111,36 @@ class KioskHandler(GuardedHandler):
 
     def refuse(self, code: int, message: str) -> None:
         self._send_json(code, {"error": message})
+
+    def allowed(self) -> bool:
+        """As GuardedHandler's, but the device's own browser (a loopback client, no proxy's
+        forwarding header) needs no token when the profile allows it."""
+        if self.server.token and self.server.loopback_without_token and self._on_device():
+            if not self.server.host_allowed(self.headers.get("Host"), self.connection):
+                self.refuse(403, "unknown Host header")
+                return False
+            return True
+        return super().allowed()
+
+    def _on_device(self) -> bool:
+        forwarded = self.headers.get("X-Forwarded-For") or self.headers.get("Forwarded")
+        return is_loopback(self.client_address[0].replace("::ffff:", "")) and not forwarded
+
+    def _json_body(self) -> Optional[Dict]:
+        """The POST's JSON object ({} without a body); None when refused (400 sent)."""
+        body = self.read_body()
+        if body is None:
+            return None
+        if not body.strip():
+            return {}
+        try:
+            data = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            data = None
+        if not isinstance(data, dict):
+            self._send_json(400, {"error": "the body must be a JSON object"})
+            return None
+        return data
 
     # ----- responses -----------------------------------------------------------------
     def _send(self, code: int, body: bytes, content_type: str, extra=()) -> None:
@@ -136,6 +176,8 @@ class KioskHandler(GuardedHandler):
                 self._events()
             elif path == "/api/stats":
                 self._send_json(200, self._stats())
+            elif path == "/api/strings":
+                self._send_json(200, {"language": controller.kiosk.language, "strings": controller.strings})
             elif path == "/preview.mjpg":
                 self._preview()
             else:
@@ -149,18 +191,24 @@ class KioskHandler(GuardedHandler):
         if self.headers.get("X-Kiosk-Request") != "1":
             self._send_json(403, {"error": "missing X-Kiosk-Request header"})
             return
-        if self.read_body() is None:  # (the actions take no body; a malformed one is refused)
+        body = self._json_body()
+        if body is None:
             return
         path = urlsplit(self.path).path
         controller = self.server.controller
         try:
             if path == "/api/start":
                 try:
-                    started, state = controller.start()
+                    started, state = controller.start(research=body.get("research") is True)
                 except EdgeError as exc:
                     self._send_json(500, {"error": str(exc)})
                     return
                 self._send_json(200, {"started": started, "state": state})
+            elif path == "/api/answer":
+                taken, state = controller.answer(body.get("item"), body.get("value"))
+                self._send_json(200 if taken else 409, {"taken": taken, "state": state})
+            elif path == "/api/back":
+                self._send_json(200, {"state": controller.back()})
             elif path == "/api/stop":
                 self._send_json(200, {"state": controller.stop()})
             elif path == "/api/reset":

@@ -2,8 +2,8 @@
 
 inbox: which recordings are ready; db: the exactly-once ledger and the trend per person
 and day; process: one recording through the Screener and the vocal measures; trends:
-baseline and flags; report: PNG + HTML per person and night; fleet: MQTT with an on-disk
-queue. A screening aid, not a diagnosis.
+baseline and flags; report: PNG + HTML per person and night; the messages go out through
+edge's MQTT outbox (edge.reporting). A screening aid, not a diagnosis.
 """
 from __future__ import annotations
 

@@ -10,6 +10,11 @@ and then `done` or `quarantined` in ONE transaction together with its session ro
 its day's trend row. A job killed in between leaves `started`; the next run does the
 recording again and commits it once. A recording that was `started` MAX_ATTEMPTS times
 without finishing (it kills the job) is quarantined.
+
+Labels: a PHQ-8 questionnaire given beside a recording (the sidecar's `phq8`, issue 19) is
+stored in `labels`, one row per person and date (a later recording's answers for the same
+date replace it), in the same transaction as the recording. The reports draw it beside the
+model's estimate; it is what the person answered, not a model output.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 from edge import EdgeError, ResultStore, first_line, summary_row
 
-NIGHTLY_SCHEMA_VERSION = 1
+NIGHTLY_SCHEMA_VERSION = 2
 MAX_ATTEMPTS = 3
 
 # Day columns that hold a vocal measure, with the VoiceResult field each one averages.
@@ -87,8 +92,24 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 """
 
+_V2 = """
+CREATE TABLE IF NOT EXISTS labels (
+    person TEXT NOT NULL,
+    date TEXT NOT NULL,
+    instrument TEXT NOT NULL,
+    answers_json TEXT NOT NULL,
+    total INTEGER NOT NULL,
+    recording TEXT NOT NULL,
+    stored_utc TEXT NOT NULL,
+    PRIMARY KEY (person, date, instrument)
+);
+ALTER TABLE days ADD COLUMN snr_db REAL;
+ALTER TABLE days ADD COLUMN reasons_json TEXT;
+"""
+
 MIGRATIONS: Dict[int, Callable[[sqlite3.Connection], None]] = {
     0: lambda db: [db.execute(s) for s in _V1.split(";") if s.strip()],
+    1: lambda db: [db.execute(s) for s in _V2.split(";") if s.strip()],
 }
 
 
@@ -176,6 +197,12 @@ class NightlyStore:
                             f"({', '.join(':' + c for c in row)})", row)
             person, day = self.db.execute("SELECT person, day FROM recordings WHERE key=?", (key,)).fetchone()
             self._update_day(person, day)
+            label = outcome.get("phq8_label")
+            if label is not None:
+                self.db.execute("INSERT OR REPLACE INTO labels (person, date, instrument, answers_json, total,"
+                                " recording, stored_utc) VALUES (?, ?, 'phq8', ?, ?, ?, ?)",
+                                (person, label["date"], json.dumps(label["answers"]), int(label["total"]), key,
+                                 utc_now()))
             self.db.execute("UPDATE runs SET processed = processed + 1 WHERE run_id=?", (run_id,))
             self.db.execute("COMMIT")
         except BaseException:
@@ -215,10 +242,19 @@ class NightlyStore:
         values = {"person": person, "day": day, "recordings": len(rows), "audio_s": audio_s, "phq8_n": len(ok),
                   "phq8_mu": mu, "phq8_sigma": sigma}
         voices = [(max(float(r["speech_s"] or 0.0), 1e-6), json.loads(r["voice_json"] or "{}")) for r in rows]
+        reasons = {}
         for column, name in VOICE_COLUMNS.items():
             have = [(w, v[name]) for w, v in voices if v.get(name) is not None]
             weight = sum(w for w, _ in have)
             values[column] = sum(w * x for w, x in have) / weight if have else None
+            if not have:  # no reading that day: say why (the voice measures' own reason)
+                why = next((v.get("reasons", {}).get(name) for _, v in voices if v.get("reasons", {}).get(name)),
+                           None)
+                reasons[column] = why or "no recording of the day allowed this measure"
+        # The recordings' SNR (speech level above the noise floor), weighted like the measures.
+        snrs = [(w, v["snr_db"]) for w, v in voices if v.get("snr_db") is not None]
+        values["snr_db"] = sum(w * x for w, x in snrs) / sum(w for w, _ in snrs) if snrs else None
+        values["reasons_json"] = json.dumps(reasons, sort_keys=True) if reasons else None
         columns = ", ".join(values)
         self.db.execute(f"INSERT OR REPLACE INTO days ({columns}) VALUES ({', '.join(':' + c for c in values)})",
                         values)
@@ -236,8 +272,18 @@ class NightlyStore:
         return [r[0] for r in self.db.execute("SELECT DISTINCT person FROM days ORDER BY person")]
 
     def days(self, person: str) -> List[Dict]:
-        """The person's trend rows, oldest first (days without data have no row)."""
-        return [dict(r) for r in self.db.execute("SELECT * FROM days WHERE person=? ORDER BY day", (person,))]
+        """The person's trend rows, oldest first (days without data have no row); `reasons`:
+        measure -> why it has no reading that day."""
+        rows = [dict(r) for r in self.db.execute("SELECT * FROM days WHERE person=? ORDER BY day", (person,))]
+        for row in rows:
+            row["reasons"] = json.loads(row.pop("reasons_json", None) or "{}")
+        return rows
+
+    def labels(self, person: str, upto: Optional[str] = None) -> List[Dict]:
+        """The person's PHQ-8 questionnaires, oldest first: {"date", "total", "answers"}."""
+        rows = self.db.execute("SELECT date, total, answers_json FROM labels WHERE person=? AND instrument='phq8'"
+                               " AND date <= ? ORDER BY date", (person, upto or "9999-12-31"))
+        return [{"date": r[0], "total": int(r[1]), "answers": json.loads(r[2])} for r in rows]
 
     def person_version(self, person: str) -> int:
         """Changes whenever a recording of the person is committed (for message ids)."""

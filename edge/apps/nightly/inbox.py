@@ -1,10 +1,15 @@
 """The inbox: which recordings are ready, who they belong to, when they were made.
 
-Layout (README "Nightly"): `<inbox>/<person>/<YYYYmmddTHHMMSS>[_anything].wav`, the
+Layout (README "Nightly"): `<inbox>/<person>/<YYYYmmddTHHMMSS>[_anything].<ext>`, ext one
+of AUDIO_SUFFIXES (WAV, FLAC, Ogg Vorbis/Opus: edge.capture.audio_file decodes them), the
 person an opaque id (letters, digits, `-`, `_`; no names), the capture time local to the
 gateway. Beside a recording may lie:
 - a sidecar `<stem>.json` with `{"person": "...", "captured": "2026-11-30T08:15:00"}`
-  (either key overrides the folder / file name; an ISO time with an offset is kept as given);
+  (either key overrides the folder / file name; an ISO time with an offset is kept as given),
+  and optionally `"phq8": {"answers": [8 answers 0-3], "date": "2026-11-30"}`: a PHQ-8
+  questionnaire the person filled in, stored as a label beside the night (issue 19). A
+  sidecar is read within size and depth caps (edge.safe_load); one that cannot be read, or
+  whose fields are wrong, sends its recording to quarantine with the reason;
 - a video `<stem>.mp4|.mkv|.avi|.mov` (analysed with the audio);
 - the done marker `<name>.wav<done_marker>` when the profile sets `nightly.done_marker`.
 
@@ -16,7 +21,6 @@ recording or a companion of one is rejected with a reason (quarantined by the jo
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import stat
@@ -25,12 +29,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from edge import private_dir, write_text_atomic
+from edge import EdgeError, first_line, load_json_file, private_dir, write_text_atomic
 
 PERSON_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 NAME_RE = re.compile(r"^(\d{8}T\d{6})(?:_[^/]*)?$")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov")
 SIDECAR_SUFFIX = ".json"
+SIDECAR_MAX_BYTES = 64 * 1024
+SIDECAR_MAX_DEPTH = 4  # {"phq8": {"answers": [...]}} is three levels
+PHQ8_ITEMS = 8
 REASON_SUFFIX = ".reason.txt"
 
 
@@ -46,6 +54,7 @@ class Recording:
     size_bytes: int
     video: Optional[Path] = None
     companions: List[Path] = field(default_factory=list)  # sidecar, marker, video: moved/removed with it
+    phq8: Optional[Dict] = None  # {"answers": [8 x 0-3], "date": "YYYY-mm-dd", "total": 0-24} from the sidecar
 
 
 @dataclass
@@ -65,6 +74,12 @@ class Scan:
     rejected: List[Rejected] = field(default_factory=list)
     links: List[Path] = field(default_factory=list)  # symbolic links, not followed
     youngest_wait_s: float = 0.0  # how long until every waiting file could be stable
+
+
+def _short(value) -> str:
+    """A value as a reason quotes it: its repr, cut (a 5 MB string stays a short line)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _is_link(entry: os.DirEntry) -> bool:
@@ -93,16 +108,40 @@ def parse_capture_time(stem: str) -> Optional[datetime]:
 
 
 def _read_sidecar(path: Path) -> Tuple[Dict, Optional[str]]:
-    """The sidecar's keys, or an error reason."""
+    """The sidecar's keys, or an error reason (size and nesting capped: a file nested
+    100,000 deep is a reason, not a RecursionError that stops the night)."""
     try:
-        fd = os.open(str(path), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        with os.fdopen(fd, "rb") as f:
-            data = json.loads(f.read(65536).decode("utf-8"))
-    except (OSError, ValueError) as exc:
-        return {}, f"sidecar {path.name} cannot be read as JSON ({exc})"
+        data = load_json_file(str(path), "sidecar", SIDECAR_MAX_BYTES, SIDECAR_MAX_DEPTH)
+    except EdgeError as exc:
+        return {}, first_line(exc).replace(str(path), path.name)
     if not isinstance(data, dict):
         return {}, f"sidecar {path.name} must hold a JSON object"
+    for key in ("person", "captured"):
+        if key in data and not isinstance(data[key], str):
+            return {}, f"sidecar {path.name}: '{key}' must be a string, got {type(data[key]).__name__}"
     return data, None
+
+
+def parse_phq8(value, where: str) -> Tuple[Optional[Dict], Optional[str]]:
+    """A sidecar's `phq8` field -> ({"answers", "date", "total"}, None) or (None, reason).
+    Eight answers, each an integer 0-3 (PHQ-8 items in their order), and the ISO date they
+    were given."""
+    if not isinstance(value, dict) or set(value) - {"answers", "date"} or "answers" not in value \
+            or "date" not in value:
+        return None, (f"{where}: 'phq8' must be {{\"answers\": [{PHQ8_ITEMS} answers 0-3], "
+                      "\"date\": \"YYYY-mm-dd\"}")
+    answers = value["answers"]
+    if not isinstance(answers, list) or len(answers) != PHQ8_ITEMS or not all(
+            type(a) is int and 0 <= a <= 3 for a in answers):
+        return None, f"{where}: 'phq8.answers' must be {PHQ8_ITEMS} whole numbers from 0 to 3"
+    given = value["date"]
+    try:
+        if not isinstance(given, str) or len(given) != 10:
+            raise ValueError
+        day = datetime.strptime(given, "%Y-%m-%d").date()
+    except ValueError:
+        return None, f"{where}: 'phq8.date' must be a date YYYY-mm-dd"
+    return {"answers": list(answers), "date": day.isoformat(), "total": sum(answers)}, None
 
 
 def scan_inbox(inbox: Path, stable_seconds: float, done_marker: Optional[str], now_s: float) -> Scan:
@@ -147,12 +186,13 @@ def _scan_person(folder: Path, person: str, stable_seconds: float, done_marker: 
             names[entry.name] = entry
     claimed = set()
     for name in sorted(names):
-        if not name.lower().endswith(".wav"):
+        suffix = os.path.splitext(name)[1].lower()
+        if suffix not in AUDIO_SUFFIXES:
             continue
         entry = names[name]
         key = f"{person}/{name}"
         path = Path(entry.path)
-        stem = name[:-4]
+        stem = name[:-len(suffix)]
         companions = []
         video = None
         for suffix in VIDEO_SUFFIXES + tuple(s.upper() for s in VIDEO_SUFFIXES):
@@ -183,26 +223,28 @@ def _scan_person(folder: Path, person: str, stable_seconds: float, done_marker: 
         st = entry.stat(follow_symlinks=False)
         if not stat.S_ISREG(st.st_mode):
             continue
-        who, when, reason = person, parse_capture_time(stem), None
+        who, when, reason, phq8 = person, parse_capture_time(stem), None, None
         captured = when.isoformat() if when else None
         if sidecar is not None:
             data, reason = _read_sidecar(Path(sidecar.path))
             if reason is None and "person" in data:
-                who = str(data["person"])
+                who = data["person"]
             if reason is None and "captured" in data:
                 try:
-                    captured = datetime.fromisoformat(str(data["captured"])).isoformat()
+                    captured = datetime.fromisoformat(data["captured"]).isoformat()
                 except ValueError:
-                    reason = f"sidecar {sidecar.name}: 'captured' is not an ISO 8601 time: {data['captured']!r}"
+                    reason = f"sidecar {sidecar.name}: 'captured' is not an ISO 8601 time: {_short(data['captured'])}"
+            if reason is None and "phq8" in data:
+                phq8, reason = parse_phq8(data["phq8"], f"sidecar {sidecar.name}")
         if reason is None and not PERSON_RE.match(who):
-            reason = (f"person id {who!r} is not an opaque id (1-64 letters, digits, '-' or '_', "
+            reason = (f"person id {_short(who)} is not an opaque id (1-64 letters, digits, '-' or '_', "
                       "starting with a letter or digit)")
         if reason is None and captured is None:
             reason = "no capture time: name it <YYYYmmddTHHMMSS>[_anything].wav or give 'captured' in a sidecar JSON"
         if reason is not None:
             scan.rejected.append(Rejected(key, path, reason, companions))
             continue
-        scan.ready.append(Recording(key, path, who, captured, captured[:10], st.st_size, video, companions))
+        scan.ready.append(Recording(key, path, who, captured, captured[:10], st.st_size, video, companions, phq8))
     for name in sorted(set(names) - claimed):
         kind = _companion_kind(name, done_marker)
         if kind in ("sidecar", "marker"):
@@ -210,8 +252,9 @@ def _scan_person(folder: Path, person: str, stable_seconds: float, done_marker: 
         if kind == "video":
             continue  # a video waits for its audio
         scan.rejected.append(Rejected(f"{person}/{name}", Path(names[name].path),
-                                      "not a recording: the inbox takes .wav files (PCM), optionally with a "
-                                      "video, a sidecar .json or a done marker beside them"))
+                                      "not a recording: the inbox takes audio files ("
+                                      + ", ".join(AUDIO_SUFFIXES) + "), optionally with a video, a sidecar "
+                                      ".json or a done marker beside them"))
 
 
 def _move(path: Path, target_dir: Path) -> Optional[Path]:

@@ -1,12 +1,14 @@
 """`edge nightly`: the night's recordings through the models, the trends, reports and MQTT.
 
     edge nightly --config firmware_configs/wearable_gateway.yaml [--inbox DIR] [--db F] [--out DIR]
-                 [--mqtt mqtt://HOST:PORT]
+                 [--mqtt mqtt://HOST:PORT] [--night YYYY-mm-dd]
 
 Flags override the profile: --inbox nightly.inbox, --db output.database (the ledger,
 trends and session rows), --out output.dir (summaries and features per recording; the
 reports then go to DIR/reports instead of nightly.reports), --mqtt the broker address
-(and turns reporting on for this run).
+(and turns reporting on for this run). --night names the night (a backfill or a replay of
+old recordings: the trends, reports and messages as of that night, later days left out);
+otherwise the night is today's date from the clock.
 
 Steps: scan the inbox (edge.apps.nightly.inbox); quarantine what cannot be a recording;
 run each ready recording exactly once (edge.apps.nightly.db's ledger) and remove it from
@@ -14,8 +16,12 @@ the inbox once its results are committed; files still being written are waited f
 up to `stable_seconds`; then per person the trend, the report and the nightly message,
 the gateway's retained state, and the queue drained to the broker.
 
+One job per inbox and per database at a time (two locks). Log lines carry counts and ids,
+never scores (those stay in the database and the reports).
+
 Exit codes: 0 the night ran (quarantined recordings and an unreachable broker are
-reported, not failures: the next run delivers); 2 a user error (one line); 4 a recording's
+reported, not failures: the next run delivers); 2 a user error (one line), among them a
+wrong MQTT set-up found at start (edge.apps.nightly.broker_check); 4 a recording's
 results could not be written (disk full, a folder not writable: it stays in the inbox for
 the next run); 130 stopped by SIGINT/SIGTERM (what was committed stays; the rest is done
 next run).
@@ -35,8 +41,22 @@ import uuid
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from edge import SCREENING_DISCLAIMER, EdgeError, __version__, first_line, load_config, private_dir
-from edge.apps.nightly import fleet
+from edge import (
+    SCREENING_DISCLAIMER,
+    BrokerSettings,
+    EdgeError,
+    Outbox,
+    __version__,
+    broker_settings,
+    first_line,
+    load_config,
+    nightly_topic,
+    parse_mqtt_url,
+    private_dir,
+    publish_outbox,
+    state_topic,
+)
+from edge.apps.nightly.broker_check import broker_setup_errors
 from edge.apps.nightly.db import MAX_ATTEMPTS, NightlyStore, utc_now
 from edge.apps.nightly.inbox import Recording, Rejected, quarantine, remove_processed, scan_inbox
 from edge.apps.nightly.trends import VOICE_MEASURES, Trend, days_without_data, evaluate
@@ -49,17 +69,24 @@ STATE_SCHEMA = "edge-gateway-state/1"
 
 
 class _Lock:
-    """One nightly job per database at a time (a timer run and a manual run)."""
+    """One nightly job per database and per inbox at a time (a timer run and a manual run;
+    two jobs with different databases on one inbox would take the same recordings)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, what: str = "database"):
         import fcntl
 
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if what == "inbox":  # the folder itself is locked: nothing is added to the inbox
+                self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+            else:
+                self.fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        except OSError as exc:
+            raise EdgeError(f"the {what}'s lock {path} cannot be opened: {exc.strerror or exc}") from None
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(self.fd)
-            raise EdgeError(f"another edge nightly is running on this database (lock {path}); "
+            raise EdgeError(f"another edge nightly is running on this {what} (lock {path}); "
                             "wait for it to finish") from None
 
     def release(self) -> None:
@@ -70,7 +97,8 @@ class Night:
     """One run of the job; `run(args)` below drives it."""
 
     def __init__(self, config, inbox: Path, db_path: str, out_dir: Path, reports_dir: Path,
-                 broker: Optional[fleet.BrokerSettings], log=print, models_dir: Optional[str] = None):
+                 broker: Optional[BrokerSettings], log=print, models_dir: Optional[str] = None,
+                 night: Optional[str] = None):
         self.config = config
         self.nightly = config.nightly
         self.inbox = inbox
@@ -82,9 +110,10 @@ class Night:
         self.models_dir = models_dir
         self.store = NightlyStore(db_path)
         self.run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
-        self.night = time.strftime("%Y-%m-%d")
+        self.night = night or time.strftime("%Y-%m-%d")  # --night for a backfill or a replay
         self.screener = None
         self._demo_weights: Optional[bool] = None
+        self._models_release: Optional[str] = None  # the signed model release that ran (edge update)
         self.processed: List[str] = []
         self.quarantined: List[str] = []
         self.skipped_links: List[str] = []
@@ -165,11 +194,9 @@ class Night:
             return
         remove_processed(files)
         self.processed.append(rec.key)
-        o = done.outcome
-        phq8 = (f"PHQ-8 {o['phq8_mu']:.1f} +/- {o['phq8_sigma']:.1f}" if o["phq8_status"] == "ok"
-                else f"PHQ-8 abstained ({o['phq8_reason']})")
-        self.log(f"processed {rec.key}: {o['duration_s']:.0f} s of audio in {time.perf_counter() - started:.1f} s; "
-                 f"{phq8}")
+        # Counts and ids only: scores stay in the database and the reports, out of the journal.
+        self.log(f"processed {rec.key}: {done.outcome['duration_s']:.0f} s of audio in "
+                 f"{time.perf_counter() - started:.1f} s")
 
     def process_inbox(self) -> None:
         n = self.nightly
@@ -205,7 +232,10 @@ class Night:
 
     def trend(self, person: str) -> Trend:
         n = self.nightly
-        return evaluate(person, self.store.days(person), n.baseline, n.baseline_days, n.flag_margin, n.flag_days)
+        days = [d for d in self.store.days(person) if d["day"] <= self.night]  # as of the night (a replay)
+        trend = evaluate(person, days, n.baseline, n.baseline_days, n.flag_margin, n.flag_days)
+        trend.labels = self.store.labels(person, upto=self.night)
+        return trend
 
     def nightly_payload(self, trend: Trend, message_id: str) -> Dict:
         latest = trend.latest
@@ -231,16 +261,28 @@ class Night:
             "flags": [f.to_dict() for f in trend.flags],
         }
 
+    def state_payload(self, run: Dict, flagged: int) -> Dict:
+        """The gateway's retained state message (gateway_state.schema.json) for this run."""
+        gateway = self.nightly.gateway_id
+        return {"schema": STATE_SCHEMA, "message_id": f"{gateway}/state/{self.run_id}", "gateway": gateway,
+                "run_id": self.run_id, "started_utc": run["started_utc"], "finished_utc": run["finished_utc"],
+                "night": self.night, "processed": len(self.processed), "quarantined": len(self.quarantined),
+                "waiting": self.waiting, "links_not_followed": len(self.skipped_links),
+                "persons": len(self.store.persons()), "persons_flagged": flagged,
+                "status": "attention" if (self.quarantined or flagged) else "ok",
+                "version": __version__, "models_release": self._models_release, "notice": SCREENING_DISCLAIMER}
+
     def report_and_queue(self) -> Dict:
         from edge.apps.nightly.report import write_reports
 
         if self.screener is not None:  # the models are done: their memory goes before the plots'
             self._demo_weights = bool(self.screener.demo_weights)
+            self._models_release = self.screener.release.label
             self.screener.close()
             self.screener = None
             gc.collect()
 
-        outbox = fleet.Outbox(self.config.mqtt.queue_dir) if self.broker is not None else None
+        outbox = Outbox(self.config.mqtt.queue_dir) if self.broker is not None else None
         prefix, gateway = self.config.mqtt.topic_prefix, self.nightly.gateway_id
         flagged = 0
         plot_note = None
@@ -251,28 +293,22 @@ class Night:
             for trend in trends:
                 person = trend.person
                 flagged += bool(trend.flags)
-                for flag in trend.flags:
-                    self.log(f"flag {person}: {flag.message}")
+                if trend.flags:  # a count, never the measures' values (those are in the report)
+                    self.log(f"{person}: {len(trend.flags)} flag(s); see the report")
                 if outbox is not None:
                     message_id = f"{gateway}/{person}/{self.night}/{self.store.person_version(person)}"
                     payload = self.nightly_payload(trend, message_id)
-                    outbox.enqueue(message_id, fleet.nightly_topic(prefix, gateway, person),
+                    outbox.enqueue(message_id, nightly_topic(prefix, gateway, person),
                                    json.dumps(payload, sort_keys=True).encode())
             if plot_note:
                 self.log(f"reports written without plots: {plot_note}")
             run = self.store.finish_run(self.run_id)
-            state = {"schema": STATE_SCHEMA, "message_id": f"{gateway}/state/{self.run_id}", "gateway": gateway,
-                     "run_id": self.run_id, "started_utc": run["started_utc"], "finished_utc": run["finished_utc"],
-                     "night": self.night, "processed": len(self.processed), "quarantined": len(self.quarantined),
-                     "waiting": self.waiting, "links_not_followed": len(self.skipped_links),
-                     "persons": len(self.store.persons()), "persons_flagged": flagged,
-                     "status": "attention" if (self.quarantined or flagged) else "ok",
-                     "version": __version__, "notice": SCREENING_DISCLAIMER}
+            state = self.state_payload(run, flagged)
             result = {"state": state, "mqtt": None}
             if outbox is not None:
-                outbox.enqueue(state["message_id"], fleet.state_topic(prefix, gateway),
+                outbox.enqueue(state["message_id"], state_topic(prefix, gateway),
                                json.dumps(state, sort_keys=True).encode(), retain=True)
-                drained = fleet.drain(outbox, self.broker, client_id=f"edge-nightly-{gateway}")
+                drained = publish_outbox(outbox, self.broker, client_id=f"edge-nightly-{gateway}")
                 result["mqtt"] = drained
                 if drained.error:
                     self.log(f"mqtt: {drained.error}; {drained.left} message(s) wait in {outbox.path} "
@@ -302,7 +338,23 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+def parse_night(text: Optional[str]) -> Optional[str]:
+    """`--night YYYY-mm-dd` (a backfill or a replay: the trends as of that night), or None
+    (tonight, from the clock)."""
+    if text is None:
+        return None
+    from datetime import datetime
+
+    try:
+        if len(text) != 10:
+            raise ValueError
+        return datetime.strptime(text, "%Y-%m-%d").date().isoformat()
+    except ValueError:
+        raise EdgeError(f"--night must be a date YYYY-mm-dd, got {text[:40]!r}") from None
+
+
 def run(args) -> int:
+    night_day = parse_night(getattr(args, "night", None))
     config = load_config(args.config)
     n = config.nightly
     inbox = Path(getattr(args, "inbox", None) or n.inbox)
@@ -321,16 +373,25 @@ def run(args) -> int:
     broker = None
     mqtt_url = getattr(args, "mqtt", None)
     if config.mqtt.enabled or mqtt_url:
-        broker = fleet.settings_from_config(config.mqtt)
+        broker = broker_settings(config.mqtt)
         if mqtt_url:
-            broker = fleet.parse_mqtt_url(mqtt_url, broker)
+            broker = parse_mqtt_url(mqtt_url, broker)
+        problems = broker_setup_errors(broker)  # a wrong set-up is the user's to fix: exit 2 now
+        if problems:
+            raise EdgeError(f"{args.config}: {problems[0]}"
+                            + (f" (and {len(problems) - 1} more: edge config check)" if len(problems) > 1 else ""))
     private_dir(Path(db_path).parent)
-    lock = _Lock(str(db_path) + ".lock")
+    inbox_lock = _Lock(str(inbox), "inbox")
+    try:
+        lock = _Lock(str(db_path) + ".lock")
+    except BaseException:
+        inbox_lock.release()
+        raise
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     night = None
     try:
         night = Night(config, inbox, str(db_path), out_dir, reports_dir, broker,
-                      models_dir=getattr(args, "models_dir", None))
+                      models_dir=getattr(args, "models_dir", None), night=night_day)
         night.store.start_run(night.run_id)
         night.process_inbox()
         night.report_and_queue()
@@ -348,3 +409,4 @@ def run(args) -> int:
         if night is not None:
             night.close()
         lock.release()
+        inbox_lock.release()

@@ -18,21 +18,28 @@ and says so (`input: "audio only: visual inputs zero"`); the vote abstains (no f
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict
 
-from edge import SessionWriter, SourceError, VoiceMeasures, private_dir, updated
+from edge import (
+    EdgeError,
+    SessionWriter,
+    SourceError,
+    VoiceMeasures,
+    first_line,
+    inspect_audio_file,
+    private_dir,
+    updated,
+)
 from edge.apps.nightly.inbox import Recording
 
-# What a file that is not a WAV most likely is (first bytes), for the quarantine reason.
-_MAGIC = ((b"ID3", "MP3"), (b"\xff\xfb", "MP3"), (b"OggS", "Ogg"), (b"fLaC", "FLAC"), (b"\x00\x00\x00", "MP4/M4A"),
-          (b"RIFF", "a RIFF file that is not WAVE"), (b"{", "JSON"))
+TRUNCATED_GAP = "audio file truncated"  # the reason edge.capture's file reader gives a cut file's gap
 
 
 class RecordingRejected(Exception):
-    """The recording cannot be processed (empty, not a PCM WAV, ...): quarantine it with `reason`."""
+    """The recording cannot be processed (empty, corrupt, truncated, an encoding we do not
+    take, ...): quarantine it (kept, never deleted) with `reason`."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -45,34 +52,37 @@ class Processed:
     summary: Dict  # the session summary (SessionResult.to_dict() + "nightly")
 
 
-def _check_wav(path: Path) -> None:
-    """RecordingRejected with the reason when the file cannot be a WAV recording."""
+def _reason(exc: Exception, path: Path) -> str:
+    """A decoder's one-line message without the inbox path (the quarantine keeps the name)."""
+    text = first_line(exc)
+    for prefix in (f"audio {path}: ", f"audio {path} is ", f"audio {path} "):
+        if text.startswith(prefix):
+            return text[len(prefix):]
+    return text
+
+
+def check_audio(path: Path):
+    """RecordingRejected with the reason when the file cannot be a whole recording: not an
+    audio file we take, an encoding we do not decode (named), corrupt, empty, or shorter
+    than its header declares (edge.capture.audio_file.TRUNCATION_TOLERANCE_S)."""
     try:
-        size = os.stat(str(path), follow_symlinks=False).st_size
-    except OSError as exc:
-        raise RecordingRejected(f"cannot be read: {exc.strerror or exc}") from None
-    if size == 0:
-        raise RecordingRejected("empty file (0 bytes)")
-    with open(str(path), "rb") as f:
-        head = f.read(12)
-    if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
-        kind = next((name for magic, name in _MAGIC if head.startswith(magic)), "unknown data")
-        raise RecordingRejected(f"wrong format: not a WAV file (the content looks like {kind}); "
-                                "the inbox takes PCM WAV recordings")
+        info = inspect_audio_file(str(path))
+    except EdgeError as exc:
+        raise RecordingRejected(_reason(exc, path)) from None
+    if info.truncated:
+        raise RecordingRejected(info.truncated)
+    if not info.frames:
+        raise RecordingRejected("empty recording: the file holds no audio samples")
+    return info
 
 
 def process_recording(screener, recording: Recording, out_dir: Path) -> Processed:
     """Run one recording; its summary and features go to `<out_dir>/<person>/<stem>.*`.
 
     Raises RecordingRejected when the file cannot be a recording."""
-    _check_wav(recording.path)
-    probe = screener.probe(audio=str(recording.path)).audio
-    if not probe.ok:
-        raise RecordingRejected(f"corrupt or not PCM: {probe.reason.split('; convert')[0]}")
-    if not probe.length_s:
-        raise RecordingRejected("empty recording: the WAV holds no audio samples")
+    info = check_audio(recording.path)
     folder = private_dir(private_dir(out_dir) / recording.person)
-    stem = recording.path.name[:-4]
+    stem = recording.path.stem
     voice = VoiceMeasures()
     samples = [0]
 
@@ -84,7 +94,7 @@ def process_recording(screener, recording: Recording, out_dir: Path) -> Processe
         run = screener.run(video=None if recording.video is None else str(recording.video),
                            audio=str(recording.path), fast=True, on_audio=on_audio)
     except SourceError as exc:
-        raise RecordingRejected(f"corrupt or not PCM: {str(exc).split('; convert')[0]}") from None
+        raise RecordingRejected(_reason(exc, recording.path)) from None
     config = screener.config
     out = updated(config.output, {"dir": str(folder), "database": None, "tick_jsonl": False})
     writer = SessionWriter(out, run.session_id, str(folder / f"{stem}.features.npz"), config.models.severity.context,
@@ -99,6 +109,11 @@ def process_recording(screener, recording: Recording, out_dir: Path) -> Processe
     if samples[0] == 0:
         writer.abort()
         raise RecordingRejected("corrupt: not one whole audio sample could be read")
+    cut = [g for g in result.quality.gaps.get("audio", []) if g[2] == TRUNCATED_GAP and g[1] - g[0] > info.tolerance_s]
+    if cut:  # a cut the header could not show (FLAC frames missing, data damaged half-way)
+        writer.abort()
+        raise RecordingRejected(f"truncated: the audio ends at {cut[0][0]:.3f} s of the {cut[0][1]:.3f} s "
+                                "its header declares")
     voice_result = voice.result()
     voice_dict = voice_result.to_dict()
     nightly = {"recording": recording.key, "person": recording.person, "captured": recording.captured,
@@ -115,6 +130,6 @@ def process_recording(screener, recording: Recording, out_dir: Path) -> Processe
         "phq8_status": phq8.status, "phq8_mu": phq8.mu, "phq8_sigma": phq8.sigma,
         "phq8_reason": phq8.reason, "vote_status": vote.status, "vote_level": vote.level,
         "voice": voice_dict, "summary_file": result.outputs["summary_file"],
-        "features_file": result.outputs["features_file"],
+        "features_file": result.outputs["features_file"], "phq8_label": recording.phq8,
     }
     return Processed(outcome, summary)

@@ -5,11 +5,19 @@ edge.apps.nightly.report` with the trends as JSON on stdin): matplotlib's import
 renderer cost about 30 MB, which then never add to the job's own peak (issue 13: under
 150 MB with the models loaded).
 
-The plot (matplotlib, the optional `report` extra) has two columns (30 and 90 days) and
-three rows: the PHQ-8 estimate with its band (mu +/- 1.96 sigma) and the personal baseline,
-the pause ratio with the speaking-rate proxy, the pitch (F0) mean with the loudness. Days
-without data are shaded grey, days inside a flagged run are marked red. Without matplotlib
-the HTML page is still written, says the plot is missing and how to get it.
+The plot (matplotlib, the optional `report` extra), made for a nurse reading it in a minute:
+two columns (30 and 90 days), one measure per row in units a clinician knows (pause time as
+% of speaking time, speaking rate, pitch in Hz, loudness in dB relative to the person's
+baseline), each with the personal baseline band (its mean, and the range a day may take
+without counting toward a flag) and its own flag marks (a red ring on the days of that
+measure's flagged run); the PHQ-8 estimate comes last, with its interval written out as
+what it is (edge.rules.phq8's INTERVAL_Z), the questionnaires the person answered (black
+diamonds), and, with demo weights, "DEMO WEIGHTS: NOT FOR SCREENING" on the panel itself.
+Days before enrolment (light blue) are told apart from days without a recording (grey).
+No bare "+/-" anywhere: each band says what it is. Without matplotlib the HTML page is
+still written, says the plot is missing and how to get it. The HTML page gives the flags
+first (latest value, recent mean, baseline), then the latest day (with the recording's SNR
+and, for a measure without a reading, why).
 """
 from __future__ import annotations
 
@@ -23,7 +31,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from edge import DEMO_WEIGHTS_NOTICE, SCREENING_DISCLAIMER, private_dir, write_atomic, write_text_atomic
-from edge.apps.nightly.trends import MEASURES, Trend
+from edge.apps.nightly.trends import DISPLAY, VOICE_MEASURES, Trend, display_band, display_value
+from edge.rules.flags import threshold
 from edge.rules.phq8 import INTERVAL_Z, PHQ8_MAX, phq8_interval
 
 REPORT_EXTRA_HINT = "pip install 'edge-depression-screening[report]' (matplotlib)"
@@ -65,55 +74,100 @@ def _gaps(first: date, end: date, with_data) -> List[Tuple[date, date]]:
     return spans
 
 
-def draw_png(trend: Trend, night: str) -> bytes:
-    # The object API with the Agg canvas, not pyplot: no global figure state, less memory.
-    from matplotlib import dates as mdates
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+# The panels, top to bottom: one measure each, in clinician units; the PHQ-8 estimate last.
+PANELS = ("pause_ratio", "speaking_rate", "f0_mean_st", "loudness", "phq8_mu")
+BAND_NOTE = ("band: the personal baseline mean, and the range a day may take without counting toward a flag "
+             "(baseline mean plus or minus the larger of 2 day-to-day SDs and the measure's floor)")
+PHQ8_NOTE = (f"shaded: the estimate's interval (estimate plus or minus {INTERVAL_Z} sigma, clipped to 0-24; it held "
+             "another night's reading of an unchanged voice 95 % of the time, edge.rules.phq8)")
+ENROLMENT_COLOUR, NO_DATA_COLOUR = "#dde8f5", "0.85"
 
-    end = _d(night)
-    with_data = {_d(r["day"]) for r in trend.days}
-    fig = Figure(figsize=(12, 8))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(3, 2, sharex="col", squeeze=False)
+
+def _display_series(trend: Trend, measure: str, first: date, end: date):
+    """_series in DISPLAY units (NaN where there is no value)."""
+    xs, ys = _series(trend, measure, first, end)
+    mean = trend.baseline.means.get(measure)
+    shown = [None if y != y else display_value(measure, y, mean) for y in ys]
+    return xs, [float("nan") if v is None else v for v in shown]
+
+
+def _shade_days(ax, mdates, first: date, end: date, enrolled: Optional[date], with_data) -> None:
+    """Days before enrolment (light blue) told apart from days without data (grey)."""
+    if enrolled is None or enrolled > end:
+        ax.axvspan(mdates.date2num(first) - 0.5, mdates.date2num(end) + 0.5, color=ENROLMENT_COLOUR, lw=0, zorder=0)
+        return
+    if enrolled > first:
+        ax.axvspan(mdates.date2num(first) - 0.5, mdates.date2num(enrolled) - 0.5, color=ENROLMENT_COLOUR, lw=0,
+                   zorder=0)
+    for span_first, span_last in _gaps(max(first, enrolled), end, with_data):
+        ax.axvspan(mdates.date2num(span_first) - 0.5, mdates.date2num(span_last) + 0.5, color=NO_DATA_COLOUR, lw=0,
+                   zorder=0)
+
+
+def _voice_panel(ax, trend: Trend, measure: str, first: date, end: date) -> None:
+    label, unit = DISPLAY[measure]
+    xs, ys = _display_series(trend, measure, first, end)
+    base = trend.baseline
+    mean = base.means.get(measure)
+    if base.ready and mean is not None:
+        band = display_band(measure, mean, threshold(measure, mean, base.sds.get(measure), 0.0))
+        centre = display_value(measure, mean, mean)
+        if band is not None and None not in band:
+            ax.axhspan(band[0], band[1], color="tab:green", alpha=0.15, lw=0, label="personal band")
+            ax.axhline(centre, color="tab:green", ls="--", lw=1, label="baseline mean")
+    if any(y == y for y in ys):
+        ax.plot(xs, ys, "o-", color="tab:blue", ms=3, lw=1, label=label)
+        flagged = set(trend.flagged_days.get(measure, []))
+        fx = [(x, y) for x, y in zip(xs, ys) if x.isoformat() in flagged and y == y]
+        if fx:
+            ax.plot([x for x, _ in fx], [y for _, y in fx], "o", mfc="none", mec="tab:red", mew=2, ms=8,
+                    label="flagged (this measure)")
+    else:
+        ax.text(0.5, 0.5, "no reading in this window", transform=ax.transAxes, ha="center", va="center",
+                color="0.4")
+    # Days with a recording but no reading of this measure (too little voice, too noisy): an x
+    # on the axis, so they are not mistaken for days without a recording.
+    silent = [_d(r["day"]) for r in trend.days if r.get(measure) is None and first <= _d(r["day"]) <= end]
+    if silent:
+        ax.plot(silent, [0.03] * len(silent), "x", color="0.3", ms=6, transform=ax.get_xaxis_transform(),
+                label="no reading (why: see the page)")
+    ax.set_ylabel(unit, fontsize=8)
+    ax.set_title(f"{label} ({unit})", fontsize=9, loc="left")
+
+
+def _phq8_panel(ax, trend: Trend, first: date, end: date, demo_weights: bool) -> None:
+    xs, mus = _series(trend, "phq8_mu", first, end)
+    _, sigmas = _series(trend, "phq8_sigma", first, end)
+    if any(m == m for m in mus):
+        nan = float("nan")
+        bands = [(nan, nan) if m != m else phq8_interval(m, s) for m, s in zip(mus, sigmas)]
+        ax.fill_between(xs, [b[0] for b in bands], [b[1] for b in bands], color="tab:purple", alpha=0.2,
+                        label=f"interval (estimate plus or minus {INTERVAL_Z} sigma)")
+        ax.plot(xs, mus, "o-", color="tab:purple", ms=3, lw=1, label="model estimate")
+        flagged = set(trend.flagged_days.get("phq8_mu", []))
+        fx = [(x, m) for x, m in zip(xs, mus) if x.isoformat() in flagged and m == m]
+        if fx:
+            ax.plot([x for x, _ in fx], [m for _, m in fx], "o", mfc="none", mec="tab:red", mew=2, ms=8,
+                    label="flagged (this measure)")
+    base = trend.baseline.means.get("phq8_mu")
+    if base is not None and trend.baseline.ready:
+        ax.axhline(base, color="tab:green", ls="--", lw=1, label="baseline mean")
+    answered = [(d, lab["total"]) for lab in trend.labels for d in [_d(lab["date"])] if first <= d <= end]
+    if answered:
+        ax.plot([d for d, _ in answered], [t for _, t in answered], "D", color="black", ms=6,
+                label="PHQ-8 questionnaire (answered)")
+    ax.set_ylim(0, PHQ8_MAX)
+    ax.set_ylabel("points (0-24)", fontsize=8)
+    ax.set_title("PHQ-8 estimate from the voice model (points, 0-24)", fontsize=9, loc="left")
+    if demo_weights:
+        ax.text(0.5, 0.5, "DEMO WEIGHTS: NOT FOR SCREENING", transform=ax.transAxes, ha="center", va="center",
+                fontsize=16, color="tab:red", alpha=0.5, fontweight="bold")
+
+
+def draw_png(trend: Trend, night: str, demo_weights: bool = True) -> bytes:
+    """The report's figure as PNG bytes (see build_figure)."""
+    fig = build_figure(trend, night, demo_weights)
     try:
-        for col, window in enumerate(WINDOWS_DAYS):
-            first = end - timedelta(days=window - 1)
-            for row in range(3):
-                ax = axes[row][col]
-                for span_first, span_last in _gaps(first, end, with_data):  # days without data, shaded
-                    ax.axvspan(mdates.date2num(span_first) - 0.5, mdates.date2num(span_last) + 0.5, color="0.85",
-                               lw=0, zorder=0)
-                ax.set_xlim(mdates.date2num(first) - 1, mdates.date2num(end) + 1)
-                ax.xaxis_date()
-                ax.grid(alpha=0.3)
-            ax = axes[0][col]
-            xs, mus = _series(trend, "phq8_mu", first, end)
-            _, sigmas = _series(trend, "phq8_sigma", first, end)
-            if any(m == m for m in mus):
-                nan = float("nan")
-                bands = [(nan, nan) if m != m else phq8_interval(m, s) for m, s in zip(mus, sigmas)]
-                low, high = [b[0] for b in bands], [b[1] for b in bands]
-                ax.fill_between(xs, low, high, color="tab:blue", alpha=0.2, label="95 % band")
-                ax.plot(xs, mus, "o-", color="tab:blue", ms=3, label="PHQ-8 estimate")
-                flagged = set(trend.flagged_days.get("phq8_mu", []))
-                fx = [x for x in xs if x.isoformat() in flagged]
-                fy = [m for x, m in zip(xs, mus) if x.isoformat() in flagged]
-                if fx:
-                    ax.plot(fx, fy, "o", color="tab:red", ms=6, label="flagged")
-            base = trend.baseline.means.get("phq8_mu")
-            if base is not None and trend.baseline.ready:
-                ax.axhline(base, color="0.4", ls="--", lw=1, label="baseline")
-            ax.set_ylim(0, PHQ8_MAX)
-            ax.set_title(f"last {window} days (grey: no data)")
-            ax.set_ylabel("PHQ-8 estimate")
-            ax.legend(loc="upper left", fontsize=7)
-            _pair(axes[1][col], trend, first, end, "pause_ratio", "speaking_rate")
-            _pair(axes[2][col], trend, first, end, "f0_mean_st", "loudness")
-            for label in axes[2][col].get_xticklabels():
-                label.set_rotation(30)
-        fig.suptitle(f"person {trend.person}, night {night}: {SCREENING_DISCLAIMER}", fontsize=10)
-        fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=80)
         return buffer.getvalue()
@@ -121,23 +175,66 @@ def draw_png(trend: Trend, night: str) -> bytes:
         fig.clear()
 
 
-def _pair(ax, trend: Trend, first: date, end: date, left: str, right: str) -> None:
-    for column, axis, colour in ((left, ax, "tab:green"), (right, ax.twinx(), "tab:orange")):
-        label, unit = MEASURES[column][0], MEASURES[column][1]
-        xs, ys = _series(trend, column, first, end)
-        if any(y == y for y in ys):
-            axis.plot(xs, ys, "o-", color=colour, ms=3)
-            flagged = set(trend.flagged_days.get(column, []))
-            fx = [(x, y) for x, y in zip(xs, ys) if x.isoformat() in flagged]
-            if fx:
-                axis.plot([x for x, _ in fx], [y for _, y in fx], "o", color="tab:red", ms=6)
-        axis.set_ylabel(f"{label}{' (' + unit + ')' if unit else ''}", color=colour, fontsize=8)
+def build_figure(trend: Trend, night: str, demo_weights: bool = True):
+    """The report's figure: 30 and 90 days side by side; one measure per row (PANELS)."""
+    # The object API with the Agg canvas, not pyplot: no global figure state, less memory.
+    from matplotlib import dates as mdates
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    end = _d(night)
+    with_data = {_d(r["day"]) for r in trend.days}
+    enrolled = min(with_data) if with_data else None
+    fig = Figure(figsize=(12, 15))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(PANELS), 2, sharex="col", squeeze=False)
+    for col, window in enumerate(WINDOWS_DAYS):
+        first = end - timedelta(days=window - 1)
+        for row, measure in enumerate(PANELS):
+            ax = axes[row][col]
+            _shade_days(ax, mdates, first, end, enrolled, with_data)
+            ax.set_xlim(mdates.date2num(first) - 1, mdates.date2num(end) + 1)
+            ax.xaxis_date()
+            ax.grid(alpha=0.3)
+            if measure == "phq8_mu":
+                _phq8_panel(ax, trend, first, end, demo_weights)
+            else:
+                _voice_panel(ax, trend, measure, first, end)
+            if col == 0:
+                ax.legend(loc="upper left", fontsize=6, framealpha=0.8)
+        axes[0][col].annotate(f"last {window} days", (0.5, 1.25), xycoords="axes fraction", ha="center",
+                              fontsize=10, fontweight="bold")
+        for label in axes[-1][col].get_xticklabels():
+            label.set_rotation(30)
+    title = f"person {trend.person}, night {night}: {SCREENING_DISCLAIMER}"
+    if demo_weights:
+        title += f" PHQ-8 panel: {DEMO_WEIGHTS_NOTICE}."
+    fig.suptitle(title, fontsize=10)
+    fig.text(0.01, 0.003, "green " + BAND_NOTE + ". PHQ-8 " + PHQ8_NOTE + ". Light blue: before enrolment; "
+             "grey: no recording that day; red ring: day inside a flagged run of that measure.",
+             fontsize=7, wrap=True)
+    fig.tight_layout(rect=(0, 0.025, 1, 0.97))
+    return fig
 
 
-def _fmt(value, digits: int = 2) -> str:
-    return "no data" if value is None else f"{value:.{digits}f}"
-
-
+def _latest_lines(trend: Trend) -> List[str]:
+    """The latest day's readings in clinician units; a missing one says why."""
+    latest = trend.latest or {}
+    mean = trend.baseline.means
+    digits = {"pause_ratio": 1, "speaking_rate": 2, "f0_mean_st": 0, "f0_var": 1, "loudness": 1, "jitter": 2,
+              "shimmer_db": 2}
+    reasons = latest.get("reasons") or {}
+    out = []
+    for measure in VOICE_MEASURES:
+        label, unit = DISPLAY[measure]
+        value = display_value(measure, latest.get(measure), mean.get(measure))
+        if value is not None:
+            out.append(f"{label}: {value:.{digits[measure]}f} {unit}")
+        elif latest.get(measure) is not None:  # loudness before a baseline exists
+            out.append(f"{label}: no reading yet, because the personal baseline is still forming")
+        else:
+            out.append(f"{label}: no reading, because {reasons.get(measure, 'there was too little voice')}")
+    return out
 def write_report(trend: Trend, night: str, folder: Path, demo_weights: bool,
                  plot: bool = True) -> Dict[str, Optional[str]]:
     """Write `<folder>/<night>.png` (when matplotlib is there) and `<folder>/<night>.html`.
@@ -147,7 +244,7 @@ def write_report(trend: Trend, night: str, folder: Path, demo_weights: bool,
     note = matplotlib_missing() if plot else "not drawn"
     png_name = f"{night}.png"
     if note is None:
-        data = draw_png(trend, night)
+        data = draw_png(trend, night, demo_weights)
         write_atomic(folder / png_name, lambda f: f.write(data), binary=True)
     latest = trend.latest or {}
     e = html.escape
@@ -157,19 +254,37 @@ def write_report(trend: Trend, night: str, folder: Path, demo_weights: bool,
              f"<p><strong>{e(SCREENING_DISCLAIMER)}</strong>"
              + (f" PHQ-8 figures come from <strong>{e(DEMO_WEIGHTS_NOTICE)}</strong>." if demo_weights else "")
              + "</p>"]
-    if latest:
-        lines.append(f"<p>Latest day with data: {e(latest['day'])}, {latest['recordings']} recording(s), "
-                     f"{latest['audio_s']:.0f} s of audio. PHQ-8 estimate {_fmt(latest.get('phq8_mu'), 1)}"
-                     + (f" &plusmn; {INTERVAL_Z * latest['phq8_sigma']:.1f}" if latest.get("phq8_sigma") else "")
-                     + f"; pause ratio {_fmt(latest.get('pause_ratio'), 3)}; pitch mean "
-                     f"{_fmt(latest.get('f0_mean_st'))} semitones.</p>")
     base = trend.baseline
-    lines.append(f"<p>Baseline ({e(base.mode)}, {base.days_used} day(s) with data): "
-                 + (f"PHQ-8 {_fmt(base.means.get('phq8_mu'), 1)}." if base.ready else "still forming.") + "</p>")
     if trend.flags:
         lines.append("<h2>Flags</h2><ul>" + "".join(f"<li>{e(f.message)}</li>" for f in trend.flags) + "</ul>")
     else:
         lines.append("<p>No flags: nothing moved beyond the personal baseline for long enough.</p>")
+    if latest:
+        snr = latest.get("snr_db")
+        lines.append(f"<h2>Latest day with data: {e(latest['day'])}</h2><p>{latest['recordings']} recording(s), "
+                     f"{latest['audio_s']:.0f} s of audio; speech "
+                     + (f"{snr:.0f} dB above the room's noise floor (SNR)" if snr is not None else
+                        "level above the noise floor: not measured")
+                     + ".</p><ul>" + "".join(f"<li>{e(line)}</li>" for line in _latest_lines(trend)) + "</ul>")
+    lines.append(f"<p>Baseline ({e(base.mode)}, {base.days_used} day(s) with data): "
+                 + ("ready: the band in each plot is its mean and the range a day may take without counting "
+                    "toward a flag." if base.ready else "still forming: nothing is flagged yet.") + "</p>")
+    if latest:
+        mu, sigma = latest.get("phq8_mu"), latest.get("phq8_sigma")
+        if mu is not None and sigma is not None:
+            low, high = phq8_interval(mu, sigma)
+            phq8 = (f"PHQ-8 estimate from the voice model: {mu:.1f} points (interval {low:.1f} to {high:.1f}: "
+                    f"the estimate plus or minus {INTERVAL_Z} sigma, which held another night's reading of an "
+                    "unchanged voice 95 % of the time)")
+        else:
+            phq8 = "PHQ-8 estimate from the voice model: none on the latest day (the model abstained)"
+        lines.append(f"<p>{e(phq8)}" + (f" <strong>({e(DEMO_WEIGHTS_NOTICE)})</strong>" if demo_weights else "")
+                     + ".</p>")
+    if trend.labels:
+        last = trend.labels[-1]
+        lines.append(f"<p>PHQ-8 questionnaire answered by the person: {last['total']} points on "
+                     f"{e(last['date'])} ({len(trend.labels)} questionnaire(s) in all; drawn as black diamonds)."
+                     "</p>")
     if note is None:
         lines.append(f"<p><a href='{e(png_name)}'><img src='{e(png_name)}' alt='trend plot, last 30 and 90 days' "
                      "width='960'></a></p>")
