@@ -296,8 +296,9 @@ def _validate(schema: dict, data: Any, where: str, origin: str, cls: type):
         if key not in schema:
             full = f"{where}.{key}" if where else str(key)
             known = ", ".join(sorted(schema))
-            if len(full) > 80:  # a fuzzed 1 MB key is not repeated whole (issue 21)
-                full = full[:77] + "..."
+            if not full.isprintable() or len(full) > 80:  # one short line, whatever the key (fuzzing)
+                full = full.encode("unicode_escape").decode("ascii")
+                full = full if len(full) <= 80 else full[:77] + "..."
             raise EdgeError(f"{origin}: unknown key '{full}' (known here: {known})")
     values = {}
     for key, spec in schema.items():

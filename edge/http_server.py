@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from typing import Dict, Iterable, List, Optional, Set, Tuple
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
 LOG = logging.getLogger("edge.http")
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
@@ -395,7 +395,7 @@ class GuardedHandler(BaseHTTPRequestHandler):
                 name, _, value = part.strip().partition("=")
                 if name == self.token_cookie:
                     found.append(unquote(value))
-        query = parse_qs(urlsplit(self.path).query).get("token")
+        query = parse_qs(self.request_query).get("token")
         if query:
             found.append(query[-1])
         return found
@@ -448,8 +448,18 @@ class GuardedHandler(BaseHTTPRequestHandler):
         self.responded = True
         super().send_response_only(code, message)
 
+    @property
+    def request_path(self) -> str:
+        """The request target's path, without query or fragment. Not urlsplit: to it a target
+        such as `//[` is a network location, and it raised ValueError (found by fuzzing)."""
+        return (getattr(self, "path", "") or "").split("#", 1)[0].split("?", 1)[0]
+
+    @property
+    def request_query(self) -> str:
+        return (getattr(self, "path", "") or "").split("#", 1)[0].partition("?")[2]
+
     def _path_for_log(self) -> str:
-        return _printable(urlsplit(getattr(self, "path", "") or "").path)  # never the query: ?token=
+        return _printable(self.request_path)  # never the query: ?token=
 
     def log_request(self, code="-", size="-") -> None:
         LOG.info('%s "%s %s" %s', self.client_address[0], _printable(self.command or "-"),

@@ -267,7 +267,6 @@ class MetricsServer:
     def __init__(self, screener, host: str = "127.0.0.1", port: int = 0, token: Optional[str] = None,
                  server_names: Iterable[str] = (), limits=None):
         import json
-        from urllib.parse import urlsplit
 
         from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -285,7 +284,7 @@ class MetricsServer:
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 if not self.allowed():
                     return
-                path = urlsplit(self.path).path
+                path = self.request_path
                 if path == "/metrics":
                     body = prometheus_text(screener).encode()
                     kind = CONTENT_TYPE_LATEST

@@ -116,13 +116,19 @@ def _servers():
     if not _SERVERS:
         from test_http_server import StubController, StubScreener
 
+        class AnyActionController(StubController):
+            """Every action the kiosk's page may post (back, answer, ...) answers the state."""
+
+            def __getattr__(self, name: str):
+                return lambda *args, **kwargs: self.state()
+
         from edge.apps.kiosk.server import KioskServer
         from edge.http_server import HttpLimits
         from edge.telemetry import MetricsServer
 
         limits = HttpLimits(head_timeout_s=0.5, idle_timeout_s=0.5)
         page = {"index.html": b"<html>kiosk</html>", "kiosk.js": b"", "kiosk.css": b""}
-        _SERVERS["kiosk"] = KioskServer(StubController(), "127.0.0.1", 0, "tok", page,
+        _SERVERS["kiosk"] = KioskServer(AnyActionController(), "127.0.0.1", 0, "tok", page,
                                         server_names=["kiosk.example"], limits=limits).start()
         _SERVERS["metrics"] = MetricsServer(StubScreener(), "127.0.0.1", 0, "tok", server_names=["gw.example"],
                                             limits=limits)

@@ -120,3 +120,13 @@ def test_an_unknown_key_is_quoted_short():
     with pytest.raises(EdgeError) as info:
         parse_config({"video": {"x" * 1_000_000: 1}}, "config p.yaml")
     assert len(str(info.value)) < 400 and "unknown key 'video.xxx" in str(info.value)
+
+
+def test_a_key_with_newlines_is_quoted_on_one_line():
+    # Found by fuzzing (issue 21): a key with newlines made a 12-line error.
+    from edge.config import parse_config
+    from edge.errors import EdgeError
+
+    with pytest.raises(EdgeError) as info:
+        parse_config({"video": {"fps\n\n\nx": 1}}, "config p.yaml")
+    assert "\n" not in str(info.value) and "fps\\n" in str(info.value)

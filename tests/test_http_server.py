@@ -301,3 +301,18 @@ def test_a_host_header_with_a_huge_or_unicode_port_is_refused_not_an_internal_er
             status, _ = request(server.port, "/metrics", headers={**auth, "Host": host})
             assert status in (400, 403), (host[:20], status)
         assert request(server.port, "/metrics", headers=auth)[0] == 200
+
+
+def test_a_target_that_urlsplit_cannot_parse_is_answered_not_an_internal_error(caplog):
+    # Found by fuzzing (issue 21): `//[` is a network location to urlsplit, which raised
+    # ValueError in the path and in the log line, on both servers.
+    import logging
+
+    with caplog.at_level(logging.ERROR, logger="edge.http"):
+        with metrics(TOKEN) as server:
+            status, _ = request(server.port, "//[x", headers={"Authorization": f"Bearer {TOKEN}"})
+            assert status == 404
+        with kiosk(TOKEN) as (server, _controller):
+            assert request(server.port, "//[x", headers={"Authorization": f"Bearer {TOKEN}"})[0] == 404
+            assert request(server.port, f"//[?token={TOKEN}")[0] == 404  # the token still read from the query
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text[-2000:]

@@ -108,6 +108,8 @@ LAUGHS = "\n".join(["a: &a [x, x, x, x, x, x, x, x, x]"]
     ("x: !!float abc", "YAML"),
     ("x: !!python/object:os.system {}", "YAML"),
     ("x: [1, 2", "YAML"),
+    ("video: {fps: !!float &1e3}", "YAML"),  # found by fuzzing: IndexError inside PyYAML
+    ("x: !!int &a", "YAML"),
 ])
 def test_load_yaml_refuses_hostile_documents_in_one_line(text, says):
     started = time.monotonic()

@@ -33,7 +33,7 @@ import resource
 import time
 from pathlib import Path
 from typing import Dict, Iterable, Optional
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from edge import BoundedHTTPServer, EdgeError, GuardedHandler, HttpLimits, is_loopback
 
@@ -160,7 +160,7 @@ class KioskHandler(GuardedHandler):
     def do_GET(self) -> None:
         if not self.allowed():
             return
-        path = urlsplit(self.path).path
+        path = self.request_path
         controller = self.server.controller
         try:
             if path in PAGE_FILES:
@@ -194,7 +194,7 @@ class KioskHandler(GuardedHandler):
         body = self._json_body()
         if body is None:
             return
-        path = urlsplit(self.path).path
+        path = self.request_path
         controller = self.server.controller
         try:
             if path == "/api/start":
