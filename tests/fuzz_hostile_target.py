@@ -342,9 +342,18 @@ def main() -> int:
     return 1 if result["findings"] else 0
 
 
+def _peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM): ru_maxrss would survive exec and report the
+    parent that started it (a pytest worker of several hundred MB)."""
+    import re
+
+    with open("/proc/self/status") as f:
+        return round(int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1)) / 1024.0, 1)
+
+
 def _record(args, started: float, result) -> dict:
     record = {"target": args.target, "engine": args.engine, "seconds": round(time.monotonic() - started, 1),
-              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+              "peak_rss_mb": _peak_rss_mb(),
               "workdir": str(_WORK)}
     record.update(result or {})
     return record

@@ -10,9 +10,11 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
+import shutil
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import zlib
@@ -65,7 +67,9 @@ def run_limited(args: List[str], cwd: Path, timeout: float = TIME_LIMIT_S,
     peak RSS (from wait4) and duration. A run over the time limit is killed and fails."""
     started = time.monotonic()
     child_env = dict(os.environ, HOME=str(cwd), XDG_CACHE_HOME=str(Path(cwd) / ".cache"), **(env or {}))
-    proc = subprocess.Popen([sys.executable, "-m", "edge", *args], cwd=str(cwd), env=child_env,
+    hwm_file = Path(tempfile.mkdtemp(prefix="edge-hwm-")) / "hwm"
+    child_env["EDGE_TEST_HWM_FILE"] = str(hwm_file)
+    proc = subprocess.Popen([sys.executable, "-c", _REPORTS_ITS_PEAK, *args], cwd=str(cwd), env=child_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             preexec_fn=_limits(address_space, without_file_access))
     chunks = {"out": [], "err": []}
@@ -89,8 +93,25 @@ def run_limited(args: List[str], cwd: Path, timeout: float = TIME_LIMIT_S,
     for reader in readers:
         reader.join(10)
     text = {k: b"".join(v).decode("utf-8", "replace") for k, v in chunks.items()}
-    return Limited(proc.returncode, text["out"], text["err"], usage.ru_maxrss / 1024.0,
-                   time.monotonic() - started)
+    # ru_maxrss survives exec (the forked copy of this test process counts): the child's own
+    # high-water mark, written at its exit, is the figure; wait4's is kept for a killed child.
+    try:
+        peak_kb = float(hwm_file.read_text())
+    except (OSError, ValueError):
+        peak_kb = float(usage.ru_maxrss)
+    shutil.rmtree(str(hwm_file.parent), ignore_errors=True)
+    return Limited(proc.returncode, text["out"], text["err"], peak_kb / 1024.0, time.monotonic() - started)
+
+
+# `python -m edge ARGS` that writes its own peak RSS (VmHWM, reset at exec) when it exits.
+_REPORTS_ITS_PEAK = (
+    "import atexit, os, re, runpy, sys\n"
+    "def _peak():\n"
+    "    with open(os.environ['EDGE_TEST_HWM_FILE'], 'w') as f:\n"
+    "        f.write(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
+    "atexit.register(_peak)\n"
+    "sys.argv = ['edge'] + sys.argv[1:]\n"
+    "runpy.run_module('edge', run_name='__main__', alter_sys=True)\n")
 
 
 # ---------------------------------------------------------------- images that lie about their size

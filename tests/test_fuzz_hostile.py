@@ -21,8 +21,12 @@ SHORT_S = 3
 
 def _fuzz(target: str, seconds: float, engine: str) -> str:
     """stdout (its last line the mutate engine's JSON record), then stderr."""
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "fuzz_hostile_target.py"), "--target", target,
-                           "--seconds", str(seconds), "--engine", engine], cwd=str(ROOT), capture_output=True,
+    # Through a small shell that forks it: Linux keeps ru_maxrss across exec, so a child
+    # exec'd straight from this (large) test process would start with the test's peak, and
+    # libFuzzer's -rss_limit_mb reads ru_maxrss. A child forked by `sh` starts from sh's.
+    command = [sys.executable, str(ROOT / "tests" / "fuzz_hostile_target.py"), "--target", target,
+               "--seconds", str(seconds), "--engine", engine]
+    proc = subprocess.run(["/bin/sh", "-c", '"$@"; exit $?', "sh", *command], cwd=str(ROOT), capture_output=True,
                           timeout=seconds + 180)
     out = (proc.stdout + proc.stderr).decode("utf-8", "replace")
     assert proc.returncode == 0, out[-3000:]
