@@ -184,8 +184,9 @@ def test_microphone_silent_all_session(screener):
 
 
 def test_microphone_that_disappears_mid_session(screener):
+    # A device that gives chunks as they are recorded (realtime): the time it is away is lost.
     result, ticks, _ = run(screener, None, video=None, audio="mic", duration_s=1.5,
-                           pyaudio_module=FakePyAudio(fail_after=4))
+                           pyaudio_module=FakePyAudio(fail_after=4, realtime=True))
     assert result.complete and len(ticks) >= 14
     assert result.quality.gaps.get("audio"), result.quality.gaps
 
