@@ -257,6 +257,22 @@ def _scan_person(folder: Path, person: str, stable_seconds: float, done_marker: 
                                       ".json or a done marker beside them"))
 
 
+# A file name may have 255 bytes; the names made from a recording's (its reason file, a
+# renamed duplicate, the writer's temporary) must fit too.
+_NAME_BYTES = 200
+
+
+def _fit(name: str, suffix: str) -> str:
+    """`name + suffix`, or a shortened name with a hash of the whole when that is too long."""
+    if len(os.fsencode(name + suffix)) <= _NAME_BYTES:
+        return name + suffix
+    import hashlib
+
+    digest = hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+    head = os.fsdecode(os.fsencode(name)[:_NAME_BYTES - len(os.fsencode(suffix)) - 20])
+    return f"{head}~{digest}{suffix}"
+
+
 def _move(path: Path, target_dir: Path) -> Optional[Path]:
     """Move one file into `target_dir` (a rename; a copy then unlink across filesystems)."""
     import shutil
@@ -264,8 +280,8 @@ def _move(path: Path, target_dir: Path) -> Optional[Path]:
     target = target_dir / path.name
     try:
         if os.path.lexists(str(target)):
-            target = target_dir / f"{path.stem}.{int(os.stat(str(path), follow_symlinks=False).st_mtime)}" \
-                                  f"{path.suffix}"
+            mtime = int(os.stat(str(path), follow_symlinks=False).st_mtime)
+            target = target_dir / _fit(path.stem, f".{mtime}{path.suffix}")
         shutil.move(str(path), str(target))
         return target
     except FileNotFoundError:
@@ -279,7 +295,7 @@ def quarantine(key: str, paths: List[Path], reason: str, quarantine_dir: Path) -
     root = private_dir(Path(quarantine_dir))
     target_dir = private_dir(root / folder) if str(folder) not in ("", ".") else root
     name = Path(key).name
-    write_text_atomic(target_dir / (name + REASON_SUFFIX), reason.rstrip() + "\n")
+    write_text_atomic(target_dir / _fit(name, REASON_SUFFIX), reason.rstrip() + "\n")
     for path in paths:
         moved = _move(path, target_dir)
         if moved is not None:
