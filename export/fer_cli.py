@@ -106,3 +106,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write (.pt)")
     p.set_defaults(func=cmd_train)
+
+    from export import static_int8
+
+    static_int8.register(sub)

