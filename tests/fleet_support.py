@@ -13,7 +13,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,16 +23,17 @@ from typing import Dict, List, Optional, Tuple
 
 import pytest
 import yaml
-from nightly_support import env_with_repo, free_port, need
+from nightly_support import Broker, env_with_repo, free_port, need
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 # ----------------------------------------------------------------------------- Mosquitto
-class PersistentBroker:
+class PersistentBroker(Broker):
     """Mosquitto 2 as the care team runs it: persistence on (sessions and queued messages survive a
-    restart), a queue per client far above the default 1000, MQTT 5."""
+    restart), a queue per client far above the default 1000, MQTT 5. Started and stopped as the
+    nightly tests' Broker (a clean SIGTERM: Mosquitto writes its persistence file)."""
 
     def __init__(self, folder: Path, port: Optional[int] = None, extra: str = ""):
         need("mosquitto")
@@ -54,35 +54,9 @@ class PersistentBroker:
                              "max_queued_messages 1000000\nmax_inflight_messages 0\n" + extra)
         self.proc = None
 
-    def start(self) -> PersistentBroker:
-        for _ in range(3):
-            self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 5.0
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                try:
-                    socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                    return self
-                except OSError:
-                    time.sleep(0.05)
-            self.stop()
-            time.sleep(0.3)
-        raise RuntimeError(f"mosquitto did not start on port {self.port}")
-
     def remove(self) -> None:
         self.stop()
         shutil.rmtree(self.store_dir, ignore_errors=True)
-
-    def stop(self) -> None:
-        """A clean stop (SIGTERM): Mosquitto writes its persistence file."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
 
 
 # ----------------------------------------------------------------------------- PostgreSQL

@@ -61,8 +61,9 @@ class Broker:
 
     def start(self) -> Broker:
         for _ in range(3):
+            # DEVNULL, not a pipe nobody reads: a long test's connection log would fill it and stall the broker.
             self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                         stderr=subprocess.PIPE)
+                                         stderr=subprocess.DEVNULL)
             deadline = time.monotonic() + 5.0
             while time.monotonic() < deadline and self.proc.poll() is None:
                 try:
@@ -76,9 +77,9 @@ class Broker:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.terminate()  # a clean stop: a persistent broker writes its file
             try:
-                self.proc.wait(5)
+                self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
