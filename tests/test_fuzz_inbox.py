@@ -116,3 +116,20 @@ def test_a_255_byte_recording_name_is_quarantined_with_its_reason(tmp_path):
     quarantine(f"p01/{name}", [inbox / "p01" / name], "empty file (0 bytes)", jail)
     kept = sorted(p.name for p in (jail / "p01").iterdir())
     assert name in kept and any(k.endswith(".reason.txt") and len(k.encode()) <= 255 for k in kept)
+
+
+def test_a_name_that_is_not_utf8_is_quarantined_as_such(tmp_path):
+    """Found by the long fuzz run: a recording named with a byte that is not UTF-8 reached the
+    quarantine's reason file (and the ledger and the log) as a lone surrogate, which raised."""
+    inbox, jail = tmp_path / "inbox", tmp_path / "quarantine"
+    folder = os.path.join(os.fsencode(str(inbox)), b"p01")
+    os.makedirs(folder)
+    for name in (b"20261130T081500\x80.wav", b"20261130T081500\x80.json"):
+        open(os.path.join(folder, name), "wb").close()
+    scan = scan_inbox(inbox, 0.0, None, now_s=10 ** 10)
+    assert not scan.ready and len(scan.rejected) == 2
+    for r in scan.rejected:
+        r.key.encode("utf-8")  # text the ledger and the log can hold
+        assert "not valid UTF-8" in r.reason and "\\x80" in r.key
+        quarantine(r.key, [r.path] + r.companions, r.reason, jail)
+    assert len(os.listdir(os.path.join(os.fsencode(str(jail)), b"p01"))) == 4  # two files, two reasons

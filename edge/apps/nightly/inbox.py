@@ -82,6 +82,20 @@ def _short(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _utf8(name: str) -> bool:
+    """A file name that decodes as UTF-8 (os gives undecodable bytes as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _printable(name: str) -> str:
+    """A file name as text for the ledger, logs and reasons: undecodable bytes as \\xNN."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _is_link(entry: os.DirEntry) -> bool:
     return entry.is_symlink()
 
@@ -162,7 +176,7 @@ def scan_inbox(inbox: Path, stable_seconds: float, done_marker: Optional[str], n
             continue
         if not person_entry.is_dir(follow_symlinks=False):
             if person_entry.is_file(follow_symlinks=False):
-                scan.rejected.append(Rejected(person_entry.name, Path(person_entry.path),
+                scan.rejected.append(Rejected(_printable(person_entry.name), Path(person_entry.path),
                                               "not inside a person folder: put recordings in <inbox>/<person>/"))
             continue
         _scan_person(Path(person_entry.path), person_entry.name, stable_seconds, done_marker, now_s, scan)
@@ -183,6 +197,10 @@ def _scan_person(folder: Path, person: str, stable_seconds: float, done_marker: 
             scan.links.append(Path(entry.path))
             continue
         if entry.is_file(follow_symlinks=False):
+            if not (_utf8(person) and _utf8(entry.name)):  # the ledger, logs and reasons are text
+                scan.rejected.append(Rejected(f"{_printable(person)}/{_printable(entry.name)}", Path(entry.path),
+                                              "the file or folder name is not valid UTF-8: rename it"))
+                continue
             names[entry.name] = entry
     claimed = set()
     for name in sorted(names):
