@@ -19,14 +19,10 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-import pytest
 from kiosk_support import DEMO_VIDEO, DEMO_WAV, KioskProcess, answers_for, kiosk_profile
 
 from edge.apps.kiosk.strings import FORBIDDEN, STRINGS
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync"]
 SMALL = {"width": 800, "height": 480}
 LARGE = {"width": 1920, "height": 1080}
 EN = STRINGS["en"]
@@ -81,23 +77,6 @@ def _check_screen(page, name: str, shots: Path) -> None:
     text = page.inner_text("main").lower()
     assert not [phrase for phrase in FORBIDDEN if phrase in text], (name, text)
     page.screenshot(path=str(shots / f"{name}.png"))
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import Error, sync_playwright
-    except ImportError:
-        pytest.skip("Playwright for Python is not installed (pip install -e '.[dev]')")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium chromium-driver (as root)")
-    with sync_playwright() as p:
-        try:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        except Error as exc:
-            pytest.skip(f"Chromium at {CHROMIUM} does not start headless here: {str(exc).splitlines()[0]}")
-        yield browser
-        browser.close()
 
 
 def _visible(page, screen: str, timeout_s: float = 10.0) -> None:
