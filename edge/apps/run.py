@@ -62,7 +62,10 @@ def format_summary(summary: Dict) -> str:
     if vote["status"] == "ok":
         provisional = (f" (PROVISIONAL: {vote['frames_used']} of {vote['frames_wanted']} face frames)"
                        if vote.get("provisional") else "")
-        lines.append(f"emotion vote: {vote['pattern']} -> {vote['level']}{provisional}: {vote['message']}")
+        # The paper's advice message stays in the stored summary (research reads it); printed
+        # alone it can read as an all-clear, so the console gives the level and says what it is.
+        lines.append(f"emotion vote: {vote['pattern']} -> {vote['level']}{provisional} (the facial-emotion "
+                     "paper's level, a research reading: not advice; anyone worried should talk to a professional)")
     else:
         lines.append(f"emotion vote: abstained ({vote['reason']})")
     phq8 = s["phq8"]
