@@ -9,6 +9,10 @@
     python bench/latency.py --pipeline demo      # `edge run` vs fer's per-frame pipeline
                                                  # on the bundled sample (about 30 s)
     python bench/latency.py --pipeline VIDEO [--audio WAV] [--pipeline-loops N]
+    python bench/latency.py --model mini_xception --layers
+                                                 # per-operator time and GMAC/s of each
+                                                 # .tflite file vs this CPU's measured peak
+    python bench/latency.py --layers-file /tmp/candidate.tflite   # any .tflite file
 
 Per row (model file x thread count): initialisation, first inference, a warm-up, then
 at least --runs calls and at least --seconds of calls, split into --rounds rounds that
@@ -28,7 +32,7 @@ from typing import List, Optional
 
 # `python bench/latency.py` and `python -m bench.latency` both import the installed
 # package (`pip install -e .` installs bench/ beside edge/), never a path edit.
-from bench import fingerprint, measure, report, schema, streaming, targets
+from bench import fingerprint, layers, measure, report, schema, streaming, targets
 from bench.stats import ratio_with_noise
 from edge.errors import EdgeError
 
@@ -92,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", metavar="WAV", help="with --pipeline: the session's audio")
     p.add_argument("--config", metavar="PROFILE.yaml",
                    help="with --pipeline: the device profile (default: the built-in defaults)")
+    p.add_argument("--layers", action="store_true",
+                   help="only the per-operator breakdown (bench/layers.py) of the chosen models' "
+                   ".tflite files (--model, --precision), one thread unless --threads says otherwise")
+    p.add_argument("--layers-file", action="append", default=[], type=Path, metavar="FILE.tflite",
+                   help="with or instead of --layers: break down this .tflite file (repeatable; "
+                   "without --model only these files)")
+    p.add_argument("--layers-seconds", type=float, default=0.2, metavar="S",
+                   help="with --layers: seconds of calls per single-operator model, split over "
+                   "--rounds (default 0.2)")
     p.add_argument("--json", metavar="FILE", help="write the result (bench/schema.json) to FILE")
     p.add_argument("--markdown", action="store_true",
                    help="print the table as Markdown instead of plain text")
@@ -111,6 +124,14 @@ def _check_args(args) -> None:
         raise EdgeError("--audio and --config go with --pipeline VIDEO")
     if args.pipeline_loops < 1 or args.pipeline_rounds < 1:
         raise EdgeError("--pipeline-loops and --pipeline-rounds must be at least 1")
+    if args.layers or args.layers_file:
+        if args.backend and args.backend != ["tflite"]:
+            raise EdgeError("--layers breaks down TFLite files; drop --backend onnx")
+        if args.layers_seconds <= 0:
+            raise EdgeError("--layers-seconds must be positive")
+        for path in args.layers_file:
+            if not path.is_file() or path.suffix != ".tflite":
+                raise EdgeError(f"--layers-file {path}: not a .tflite file")
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -188,12 +209,31 @@ def _run_flags(fp: dict) -> List[dict]:
     return flags
 
 
+def _layers(args) -> dict:
+    """The per-operator breakdown of the chosen files (bench/layers.py)."""
+    files = [(path, {"model": None, "precision": None, "in_manifest": False, "macs_manifest": None,
+                     "macs_manifest_source": None}) for path in args.layers_file]
+    if args.layers or args.model:
+        files = layers.model_files(args.models_dir, args.model, args.precision) + files
+    if not files:
+        raise EdgeError("--layers found no .tflite file for these --model/--precision choices")
+    threads = min(args.threads) if args.threads else 1
+    bar = measure.Progress(len(files) + 1, enabled=not args.quiet)
+    try:
+        return layers.run(files, threads, args.rounds, args.layers_seconds, bar.advance)
+    except (ValueError, RuntimeError) as exc:  # a file the flatbuffer reader or the interpreter refuses
+        raise EdgeError(f"--layers: {exc}") from None
+    finally:
+        bar.close()
+
+
 def run(args) -> dict:
     started = time.monotonic()
     created = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     fp = fingerprint.collect()
     threads = args.threads or sorted({1, fingerprint.usable_cores()})
     pipeline = None
+    layer_doc = None
     rows: List[measure.Row] = []
     with targets.peer_workdir() as workdir:
         if args.pipeline:
@@ -211,6 +251,8 @@ def run(args) -> dict:
                                         args.pipeline_loops, args.pipeline_rounds, wheel, bar.advance)
             finally:
                 bar.close()
+        elif args.layers or args.layers_file:
+            layer_doc = _layers(args)
         else:
             if not args.streaming:
                 rows += targets.model_rows(args.models_dir, threads, args.model, args.backend, args.precision)
@@ -234,9 +276,10 @@ def run(args) -> dict:
         "fingerprint": fp,
         "rows": results,
         "peer_ratios": _peer_ratios(results),
-        "auto_pick": None if args.streaming or args.pipeline else _auto_pick(args.models_dir, results),
+        "auto_pick": None if args.streaming or args.pipeline or layer_doc else _auto_pick(args.models_dir, results),
         "streaming": streaming.summarize(results, args.window_seconds),
         "pipeline": pipeline,
+        "layers": layer_doc,
         "flags": _run_flags(fp),
         "peak_rss_mb": measure.peak_rss_mb(),
         "wall_s": time.monotonic() - started,

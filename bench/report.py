@@ -102,6 +102,10 @@ def text(doc: Dict) -> str:
         from bench.pipeline import report_lines
 
         out.extend([""] + report_lines(doc["pipeline"]))
+    if doc.get("layers"):
+        from bench.layers import text_lines
+
+        out.extend(text_lines(doc["layers"]))
     notes = _flag_lines(doc)
     if notes:
         out.extend([""] + notes)
@@ -179,6 +183,10 @@ def markdown(doc: Dict) -> str:
         out.extend("| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in rows)
     if doc.get("pipeline"):
         out.extend(_pipeline_markdown(doc["pipeline"]))
+    if doc.get("layers"):
+        from bench.layers import text_lines
+
+        out.extend(["", "```"] + text_lines(doc["layers"])[1:] + ["```"])
     extra = _peer_lines(doc) + _auto_lines(doc) + _streaming_lines(doc) + _flag_lines(doc)
     if extra:
         out.append("")
