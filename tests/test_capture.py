@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edge.capture.audio import AudioGap, AudioReader, MicSource, WavSource, open_audio_source
-from edge.capture.clock import Backoff, SessionClock
+from edge.capture.clock import Backoff, SessionClock, analysis_slot
 from edge.capture.queues import END, DropOldestQueue
 from edge.capture.resample import Resampler
 from edge.capture.video import FileSource, VideoReader, check_opens, gstreamer_available, open_video_source
@@ -312,6 +312,133 @@ def test_live_video_drops_the_oldest_frames_when_the_consumer_is_behind():
     assert reader.frames_in == 50
     assert reader.dropped == 46
     assert [f.index for f in frames] == [46, 47, 48, 49]  # the newest survive
+
+
+class FrameClock:
+    """A session clock that reads the time a fake camera set when it handed over a frame."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def start(self):
+        self.t = 0.0
+
+    def now_s(self):
+        return self.t
+
+
+class GrabCamera:
+    """cv2.VideoCapture stand-in with OpenCV's grab()/retrieve(): frame i comes at `times[i]`
+    on `clock`, its pixels are i % 256, and every retrieve() (a decode) is recorded."""
+
+    def __init__(self, times, clock, size=(48, 64), images=None):
+        self.times = list(times)
+        self.clock = clock
+        self.size = size
+        self.images = images
+        self.grabbed = 0
+        self.retrieved = []
+
+    def isOpened(self):  # noqa: N802 - OpenCV's name
+        return True
+
+    def grab(self):
+        if self.grabbed >= len(self.times):
+            return False
+        self.clock.t = self.times[self.grabbed]
+        self.grabbed += 1
+        return True
+
+    def retrieve(self):
+        index = self.grabbed - 1
+        self.retrieved.append(index)
+        if self.images is not None:
+            return True, self.images[index].copy()
+        return True, np.full(self.size + (3,), index % 256, np.uint8)
+
+    def read(self):
+        return (False, None) if not self.grab() else self.retrieve()
+
+    def set(self, *args):
+        return True
+
+    def get(self, *args):
+        return 0.0
+
+    def release(self):
+        pass
+
+
+def camera_factory(camera):
+    cameras = [camera]
+    return lambda *args: cameras.pop(0) if cameras else FakeCapture([None])
+
+
+def test_a_live_camera_decodes_only_the_frames_that_will_be_analysed_and_counts_every_frame():
+    clock = FrameClock()
+    jitter_s = [0.0, 0.004, 0.011, 0.002, 0.007]  # arrival jitter moves frames across slot edges
+    times = [i / 30.0 + jitter_s[i % 5] for i in range(60)]
+    camera = GrabCamera(times, clock)
+    source = open_video_source("camera:0", capture_factory=camera_factory(camera))
+    reader = VideoReader(source, clock, queue_frames=100, backoff=FAST_BACKOFF, analysis_fps=10.0).start()
+    frames = drain(reader.queue, timeout_s=2.0, limit=60)
+    reader.stop()
+    assert reader.frames_in == 60 and reader.dropped == 0
+    assert [f.index for f in frames] == list(range(60))  # every frame the camera gave is counted
+    assert [f.t_s for f in frames] == times  # stamped when the camera handed it over
+    # The frames the engine analyses when every frame is decoded: the first of each slot.
+    first_of_slot, last = [], -1
+    for f in frames:
+        if analysis_slot(f.t_s, 10.0) > last:
+            first_of_slot.append(f.index)
+            last = analysis_slot(f.t_s, 10.0)
+    decoded = [f.index for f in frames if f.image is not None]
+    assert decoded == first_of_slot and camera.retrieved == first_of_slot
+    assert len(decoded) == 20  # 10 of 30 frames a second
+    assert all(int(f.image[0, 0, 0]) == f.index for f in frames if f.image is not None)
+
+
+def test_a_live_camera_without_an_analysis_rate_decodes_every_frame():
+    clock = FrameClock()
+    camera = GrabCamera([i / 30.0 for i in range(12)], clock)
+    source = open_video_source("camera:0", capture_factory=camera_factory(camera))
+    reader = VideoReader(source, clock, queue_frames=100, backoff=FAST_BACKOFF).start()
+    frames = drain(reader.queue, timeout_s=2.0, limit=12)
+    reader.stop()
+    assert [f.index for f in frames] == list(range(12)) and all(f.image is not None for f in frames)
+    assert camera.retrieved == list(range(12))
+
+
+def test_a_slot_whose_decoded_frame_was_dropped_is_decoded_again():
+    # Four frames in one analysis slot, a queue of two and no consumer yet: frame 0 (decoded)
+    # is dropped when frame 2 comes, so frame 3 is decoded and the slot is still analysed.
+    clock = FrameClock()
+    camera = GrabCamera([0.0, 0.01, 0.02, 0.03], clock)
+    source = open_video_source("camera:0", capture_factory=camera_factory(camera))
+    reader = VideoReader(source, clock, queue_frames=2, backoff=FAST_BACKOFF, analysis_fps=10.0).start()
+    deadline = time.monotonic() + 2.0
+    while reader.frames_in < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    frames = drain(reader.queue, timeout_s=0.3, limit=2)
+    reader.stop()
+    assert reader.frames_in == 4 and reader.dropped == 2
+    assert [f.index for f in frames] == [2, 3]
+    assert frames[0].image is None and frames[1].image is not None
+    assert camera.retrieved == [0, 3]
+
+
+def test_the_screener_runs_opencv_on_one_thread():
+    import cv2
+
+    from edge.capture.video import single_opencv_thread
+
+    before = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(2)
+        assert single_opencv_thread(cv2) == 2
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)
 
 
 def test_gstreamer_needs_an_opencv_built_with_it():

@@ -143,6 +143,78 @@ def test_a_camera_that_stops_half_way_gives_a_typed_result(screener):
     assert result.phq8.status == "ok" and result.complete
 
 
+def test_a_live_camera_decoding_only_analysed_frames_gives_the_same_readings(screener):
+    """The live path grabs every frame but decodes only those that open an analysis slot:
+    a session fed from it counts every frame and gives the readings of one fed every frame
+    decoded (the path before issue 23), tick for tick."""
+    from edge.capture.clock import Backoff
+    from edge.capture.queues import END
+    from edge.capture.video import Frame, VideoReader, open_video_source
+
+    frames, fps = demo_frames()
+    jitter_s = [0.0, 0.004, 0.011, 0.002, 0.007]  # a camera's frames do not come on the dot
+    times = [i / fps + jitter_s[i % 5] for i in range(len(frames))]
+
+    class Clock:
+        t = 0.0
+
+        def now_s(self):
+            return self.t
+
+    class Camera:  # OpenCV's grab()/retrieve(); frame i comes at times[i]
+        def __init__(self):
+            self.grabbed, self.decoded = 0, 0
+
+        def isOpened(self):  # noqa: N802 - OpenCV's name
+            return self.grabbed < len(frames)
+
+        def grab(self):
+            if self.grabbed >= len(frames):
+                return False
+            clock.t = times[self.grabbed]
+            self.grabbed += 1
+            return True
+
+        def retrieve(self):
+            self.decoded += 1
+            return True, frames[self.grabbed - 1].copy()
+
+        def set(self, *args):
+            return True
+
+        def release(self):
+            pass
+
+    clock, camera = Clock(), Camera()
+    cameras = [camera]
+    source = open_video_source("camera:0", capture_factory=lambda *a: cameras.pop(0) if cameras else camera)
+    reader = VideoReader(source, clock, queue_frames=len(frames) + 1, backoff=Backoff(0.01, 0.02),
+                         analysis_fps=screener.config.video.analysis_fps).start()
+    live = []
+    while len(live) < len(frames):
+        item = reader.queue.get(timeout_s=5.0)
+        assert item is not None and item is not END
+        live.append(item)
+    reader.stop()
+    assert camera.decoded == 50 and sum(f.image is not None for f in live) == 50  # 10 of 30 a second
+
+    def session_of(feed):
+        ticks = []  # by callback: the ticks that close when the session ends come this way too
+        with screener.session(video=True, audio=False, video_fps=fps, on_tick=ticks.append) as session:
+            for frame in feed:
+                session.push(frame)
+        return ticks, session.result
+
+    live_ticks, live_result = session_of(live)
+    every_ticks, every_result = session_of(Frame(i, t, t, image) for i, (t, image) in enumerate(zip(times, frames)))
+    assert live_result.quality.frames_in == every_result.quality.frames_in == len(frames)
+    assert live_result.quality.frames_analysed == every_result.quality.frames_analysed == 50
+    assert live_result.quality.frames_with_face > 40 and len(live_ticks) == 50
+    assert [t.to_dict() for t in live_ticks] == [t.to_dict() for t in every_ticks]
+    assert live_result.vote.to_dict() == every_result.vote.to_dict()
+    assert live_result.phq8.to_dict() == every_result.phq8.to_dict()
+
+
 def test_push_mode_checks_its_inputs(screener):
     with screener.session(video=True, audio=True) as session:
         session.push_frame(np.zeros((48, 64, 3), np.uint8), 0.0)

@@ -41,6 +41,20 @@ def test_assembler_gives_finite_vectors_for_speech_and_silence():
         assembler.tick(tick.VisualTick(frames=1), np.zeros(10, np.float32))
 
 
+def test_no_microphone_gives_the_vectors_of_explicit_silence():
+    # Without audio the silent part is computed once (issue 23); the vectors must be those of
+    # zeros given as samples, faces and motion carried from tick to tick as before.
+    probs = np.full((1, 7), 1 / 7.0, np.float32)
+    visuals = [tick.VisualTick(frames=1), tick.VisualTick(1, probs, np.array([[0.1, 0.2, 0.3, 0.3]], np.float32)),
+               tick.VisualTick(1, probs, np.array([[0.3, 0.2, 0.3, 0.3]], np.float32)), tick.VisualTick(frames=0)]
+    without, explicit = tick.TickFeatureAssembler(), tick.TickFeatureAssembler()
+    for visual in visuals + visuals:
+        a = without.tick(visual, None)
+        b = explicit.tick(visual, np.zeros(tick.TICK_SAMPLES, np.float32))
+        np.testing.assert_array_equal(a, b)
+    assert a[tick.VISUAL_SIZE + 2 * 13 + 5] == 1.0  # pause ratio: all silence
+
+
 def test_session_file_round_trip(tmp_path):
     features = np.random.default_rng(0).normal(size=(5, 43)).astype(np.float32)
     path = tick.write_session_features(tmp_path / "s.npz", features, context=1.0)

@@ -19,6 +19,7 @@ class DropOldestQueue:
         self.capacity = max(1, int(capacity))
         self.block_when_full = block_when_full
         self.dropped = 0
+        self._last_dropped: Any = None  # the item the latest put() dropped (take_last_dropped)
         self._items: collections.deque = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -33,11 +34,18 @@ class DropOldestQueue:
             if item is not END and len(self._items) >= self.capacity:
                 if self.block_when_full:
                     return False  # timed out while full
-                self._items.popleft()
+                self._last_dropped = self._items.popleft()
                 self.dropped += 1
             self._items.append(item)
             self._cond.notify_all()
             return True
+
+    def take_last_dropped(self) -> Any:
+        """The item a put() dropped since the last call (None if none), then forget it:
+        a producer can tell which of its items never reached the consumer."""
+        with self._cond:
+            item, self._last_dropped = self._last_dropped, None
+            return item
 
     def offer(self, item: Any) -> bool:
         """Add `item` only if there is room (nothing dropped); False when full or closed."""

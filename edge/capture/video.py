@@ -78,6 +78,22 @@ def gstreamer_available(cv2=None) -> bool:
     return False
 
 
+def single_opencv_thread(cv2=None) -> int:
+    """Run OpenCV's own functions on the calling thread (cv2.setNumThreads(1), process-wide);
+    returns the thread count it had.
+
+    The frames here are small (a 640x480 conversion, a face crop, a template match):
+    OpenCV's worker pool speeds each by a fraction of a millisecond, then its workers
+    busy-wait for the next call. At 30 frames a second that spinning cost more than all
+    the conversions it sped up (issue 23: 1.9 % of an x86 core of a 5.6 % session; the
+    same stages took the same CPU on one thread). The models keep their own threads."""
+    cv2 = cv2 or import_cv2()
+    before = cv2.getNumThreads()
+    if before != 1:
+        cv2.setNumThreads(1)
+    return before
+
+
 class VideoSource(abc.ABC):
     """A source of frames. `open()` returns a reader with read() -> (ok, image) and
     release(), or None when the device cannot be opened now."""
@@ -289,7 +305,7 @@ class VideoReader(CaptureThread):
             return
         index = 0
         last_slot = -1
-        grab_only = self.analysis_fps is not None and hasattr(reader, "grab") and hasattr(reader, "retrieve")
+        grab_only = self._grab_only(reader)
         try:
             while not self._stop.is_set():
                 t_s = index / self.source.fps
@@ -322,6 +338,8 @@ class VideoReader(CaptureThread):
                     if not self._stop.is_set():
                         self.warnings.append("video consumer stalled; reading stopped")
                     break
+                if grab_only:
+                    last_slot = self._redecode_slot(last_slot)
                 self.frames_in += 1
                 index += 1
         finally:
@@ -331,10 +349,26 @@ class VideoReader(CaptureThread):
             self.warnings.append(f"video {self.source.name} ended after {index} of {expected} frames "
                                  "(truncated or damaged file); the session used what was there")
 
+    def _grab_only(self, reader: Any) -> bool:
+        """True when frames that will not be analysed can be taken without decoding them:
+        an analysis rate is known and the reader has grab() and retrieve() (OpenCV)."""
+        return self.analysis_fps is not None and hasattr(reader, "grab") and hasattr(reader, "retrieve")
+
+    def _redecode_slot(self, last_slot: int) -> int:
+        """The slot to decode from next: when the queue just dropped the decoded frame of
+        the current slot (the consumer is behind), the next frame of that slot is decoded
+        instead, so the slot is still analysed, as it was when every frame was decoded."""
+        lost = self.queue.take_last_dropped()
+        if isinstance(lost, Frame) and lost.image is not None:
+            return min(last_slot, analysis_slot(lost.t_s, self.analysis_fps) - 1)
+        return last_slot
+
     def _run_live(self) -> None:
         reader = self.source.open()
         gap_start = 0.0 if reader is None else None
         index = 0
+        last_slot = -1
+        grab_only = reader is not None and self._grab_only(reader)
         try:
             while not self._stop.is_set():
                 if reader is None:
@@ -344,18 +378,38 @@ class VideoReader(CaptureThread):
                     self._stop.wait(self.backoff.delay())
                     reader = self.source.open()
                     if reader is not None:
+                        grab_only = self._grab_only(reader)
                         self.gaps.append((round(gap_start, 3), round(self.clock.now_s(), 3)))
                         gap_start = None
                         self.backoff.reset()
                     continue
                 started = time.perf_counter()
-                ok, image = reader.read()
-                if ok and image is not None:
-                    image = self._checked(image)
-                    if image is None:
-                        continue  # skipped and counted; the camera itself is still there
+                if grab_only:
+                    # The frame's time is when the camera handed it over; only a frame that
+                    # opens a new analysis slot is converted or decoded (retrieve()).
+                    ok = reader.grab()
                     now = self.clock.now_s()
+                    image = None
+                    slot = analysis_slot(now, self.analysis_fps)
+                    if ok and slot > last_slot:
+                        ok, image = reader.retrieve()
+                        ok = ok and image is not None
+                else:
+                    ok, image = reader.read()
+                    ok = ok and image is not None
+                    now = None
+                if ok:
+                    if image is not None:
+                        image = self._checked(image)
+                        if image is None:
+                            continue  # skipped and counted; the camera itself is still there
+                        if grab_only:
+                            last_slot = slot
+                    if now is None:
+                        now = self.clock.now_s()
                     self.queue.put(Frame(index, now, now, image, (time.perf_counter() - started) * 1000.0))
+                    if grab_only:
+                        last_slot = self._redecode_slot(last_slot)
                     self.frames_in += 1
                     index += 1
                     continue

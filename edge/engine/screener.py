@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Sequence, Union
 
 from edge import DEMO_WEIGHTS_NOTICE
+from edge.capture.video import single_opencv_thread
 from edge.config import EngineConfig, Profile, load_config, updated
 from edge.engine.memory import bound_malloc_arenas
 from edge.engine.models import emotion_flops, load_models, severity_flops, verify_models
@@ -52,6 +53,8 @@ class ScreenerOptions:
     models_dir: Optional[str] = None
     detector: Optional[str] = None
     bound_malloc_arenas: bool = True  # flat RSS over many sessions (edge.engine.memory)
+    # OpenCV on one thread (process-wide): its worker pool busy-waits after each call (edge.capture.video)
+    single_opencv_thread: bool = True
 
     def __post_init__(self) -> None:
         config: Union[EngineConfig, Profile] = self.config
@@ -79,6 +82,8 @@ class Screener:
         self.config: EngineConfig = config
         if options.bound_malloc_arenas:
             bound_malloc_arenas()
+        if options.single_opencv_thread:
+            single_opencv_thread()
         # Every session's stages and frame ages, for /metrics: exact histograms, no percentile
         # windows (each session keeps its own), so nothing here grows with the sessions run.
         self.timer = StageTimer(window=0)

@@ -142,6 +142,18 @@ def assemble_tick(visual: np.ndarray, audio_vector: np.ndarray) -> np.ndarray:
     return np.concatenate([visual, audio_vector])
 
 
+_SILENCE: list = []
+
+
+def _silence_features() -> np.ndarray:
+    """AUDIO_FEATURES of a silent tick after silence (no microphone), computed once: a
+    session without audio would otherwise compute MFCCs and pitch of zeros ten times a
+    second (issue 23). assemble_tick copies it, so the cached array is never changed."""
+    if not _SILENCE:
+        _SILENCE.append(audio_features(np.zeros(AUDIO_CONTEXT_SAMPLES + TICK_SAMPLES, np.float32)))
+    return _SILENCE[0]
+
+
 class TickFeatureAssembler:
     """Turns a stream of (VisualTick, audio samples of the tick) into tick vectors.
 
@@ -160,6 +172,9 @@ class TickFeatureAssembler:
         there is no microphone (treated as silence).
         """
         if tick_samples is None:
+            if not self._audio_tail.any():  # silence after silence: the same numbers every tick
+                visual, self._last_centre = visual_features(visual, self._last_centre)
+                return assemble_tick(visual, _silence_features())
             tick_samples = np.zeros(TICK_SAMPLES, dtype=np.float32)
         tick_samples = np.asarray(tick_samples, dtype=np.float32).reshape(-1)
         if len(tick_samples) != TICK_SAMPLES:
