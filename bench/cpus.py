@@ -3,6 +3,7 @@
     python -m bench.cpus                       # every CPU model that can run here, all faces
     python -m bench.cpus --cpu haswell --faces 40
     python -m bench.cpus setup-arm             # build the aarch64 root + wheels (about 1 GB, once)
+    python -m bench.cpus --file candidate.tflite   # also a face-model file not shipped yet
 
 Int8 answers depend on the CPU's kernels (onnxruntime's U8S8 path on AVX2 without VNNI,
 LiteRT's SME kernels), so a file that is right on the build machine can be wrong on the
@@ -191,10 +192,20 @@ def parity_faces(count: Optional[int]) -> np.ndarray:
     return faces.astype(np.float32)
 
 
-def compare(cpus: Sequence[str], count: Optional[int], models_dir: Path, log=print) -> Dict[str, Dict]:
-    """Per CPU model and file: agreement with the native fp32 ONNX file on the same faces."""
+def compare(cpus: Sequence[str], count: Optional[int], models_dir: Path, log=print,
+            extra_files: Sequence[Path] = ()) -> Dict[str, Dict]:
+    """Per CPU model and file: agreement with the native fp32 ONNX file on the same faces.
+    `extra_files`: face-model files checked beside the shipped ones (a candidate before it ships)."""
     faces = parity_faces(count)
     files = face_files(models_dir)
+    taken = {f.name for f in files}
+    for extra in extra_files:
+        if not Path(extra).is_file():
+            raise SystemExit(f"--file {extra}: no such file")
+        if Path(extra).name in taken:
+            raise SystemExit(f"--file {extra}: a file of that name is already checked; rename the candidate")
+        taken.add(Path(extra).name)
+    files = files + [Path(f).resolve() for f in extra_files]
     reference_name = next(f.name for f in files if f.name.endswith("fp32.onnx"))
     with tempfile.TemporaryDirectory() as tmp:
         native = run_answers(None, faces, files, Path(tmp))
@@ -262,9 +273,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--cpu", action="append", choices=sorted(CPU_MODELS), help="only this CPU model (repeatable)")
     p.add_argument("--faces", type=int, default=None, help="use this many of the 328 parity faces (default all)")
     p.add_argument("--models-dir", type=Path, default=ROOT / "edge" / "models")
+    p.add_argument("--file", action="append", type=Path, default=[],
+                   help="also check this face-model file (.onnx or .tflite) against the fp32 ONNX file (repeatable)")
     p.add_argument("--json", help="write the table to this file")
     args = p.parse_args(argv)
-    table = compare(args.cpu or list(CPU_MODELS), args.faces, args.models_dir)
+    table = compare(args.cpu or list(CPU_MODELS), args.faces, args.models_dir, extra_files=args.file)
     if args.json:
         Path(args.json).write_text(json.dumps(table, indent=1) + "\n")
     return 0

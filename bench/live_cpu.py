@@ -40,11 +40,11 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # `python bench/live_cpu.py` from anywhere
-    sys.path.insert(0, str(ROOT))
+# `python bench/live_cpu.py` and `python -m bench.live_cpu` both import the installed
+# package (`pip install -e .` installs bench/ beside edge/), never a path edit.
+from edge.features.face import import_cv2
 
-from edge.features.face import import_cv2  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 DEMO_VIDEO = ROOT / "edge" / "samples" / "demo_face.mp4"
 DEFAULT_PROFILE = ROOT / "firmware_configs" / "desktop.yaml"
