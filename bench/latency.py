@@ -170,7 +170,7 @@ def _peer_ratios(results: List[dict]) -> List[dict]:
 
 
 AUTO_PROFILE = ROOT / "firmware_configs" / "desktop.yaml"
-AUTO_TARGET_RATIO = 0.8  # issue 11: the auto pick at most 0.8x the fer TFLite's time (1 thread)
+AUTO_TARGET_RATIO = 0.6  # issue 23 (issue 11 asked 0.8): the auto pick at most 0.6x the fer TFLite's time, 1 thread
 
 
 def _auto_pick(models_dir: Optional[str], results: List[dict]) -> Optional[dict]:
