@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -227,3 +228,13 @@ def write_silent_wav(path: Path, seconds: float, rate_hz: int = 16000) -> str:
         f.setframerate(rate_hz)
         f.writeframes(np.zeros(int(seconds * rate_hz), np.int16).tobytes())
     return str(path)
+
+
+def stored_visit(tmp_path: Path, session_id: str) -> Optional[sqlite3.Row]:
+    """The questionnaires row the kiosk stored for a session (profile from kiosk_profile)."""
+    db = sqlite3.connect(str(tmp_path / "out" / "sessions.sqlite"))
+    db.row_factory = sqlite3.Row
+    try:
+        return db.execute("SELECT * FROM questionnaires WHERE session_id = ?", (session_id,)).fetchone()
+    finally:
+        db.close()

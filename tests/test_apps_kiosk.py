@@ -31,6 +31,7 @@ from kiosk_support import (
     kiosk_profile,
     post,
     state,
+    stored_visit,
     wait_for,
     wait_phase,
     write_silent_wav,
@@ -126,20 +127,11 @@ def test_two_taps_give_one_session_with_live_events_and_preview(tmp_path):
     assert "doctor" in view["advice"] and "your local emergency number" in view["help"]
     summary = json.loads((tmp_path / "out" / f"{session_id}.json").read_text())
     assert summary["complete"] is True and summary["sources"]["video"] == DEMO_VIDEO
-    visit = _visit(tmp_path, session_id)
+    visit = stored_visit(tmp_path, session_id)
     assert json.loads(visit["answers_json"]) == answers_for(12) and visit["score"] == 12
     assert visit["band"] == "moderate" and visit["research_consent"] == 0 and visit["features_file"] is None
     assert json.loads(visit["shown_json"])["outcome"]["shown"] == ["questionnaire", "expression"]
     assert not (tmp_path / "out" / "labelled" / f"{session_id}.npz").exists()  # no opt-in: no features
-
-
-def _visit(tmp_path: Path, session_id: str):
-    db = sqlite3.connect(str(tmp_path / "out" / "sessions.sqlite"))
-    db.row_factory = sqlite3.Row
-    try:
-        return db.execute("SELECT * FROM questionnaires WHERE session_id = ?", (session_id,)).fetchone()
-    finally:
-        db.close()
 
 
 def test_the_token_is_needed_by_every_request(tmp_path):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import sqlite3
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from kiosk_support import (
     kiosk_profile,
     post,
     state,
+    stored_visit,
     wait_for,
     wait_phase,
     write_video,
@@ -41,15 +41,6 @@ def _export(tmp_path: Path):
     from edge.apps.sessions import export_rows
 
     return {r["session_id"]: r for r in export_rows(str(tmp_path / "out" / "sessions.sqlite"))}
-
-
-def _visit(tmp_path: Path, session_id: str):
-    db = sqlite3.connect(str(tmp_path / "out" / "sessions.sqlite"))
-    db.row_factory = sqlite3.Row
-    try:
-        return db.execute("SELECT * FROM questionnaires WHERE session_id = ?", (session_id,)).fetchone()
-    finally:
-        db.close()
 
 
 def _texts(view) -> str:
@@ -164,9 +155,9 @@ def test_each_screen_shows_only_its_own_visit_and_the_export_matches_it(tmp_path
     assert exported[second]["vote_status"] == "not shown" and exported[second]["vote_level"] is None
     assert exported[second]["questionnaire_answers"] == "1 1 1 1 - - - -" and exported[second]["items_answered"] == 4
     # The labelled pair: visitor 1's features kept beside the answers; visitor 2's removed.
-    assert Path(_visit(tmp_path, first)["features_file"]).is_file()
+    assert Path(stored_visit(tmp_path, first)["features_file"]).is_file()
     assert not (tmp_path / "out" / "labelled" / f"{second}.npz").exists()
-    assert _visit(tmp_path, second)["features_file"] is None
+    assert stored_visit(tmp_path, second)["features_file"] is None
 
 
 def test_a_camera_that_stops_mid_visit_is_named_not_taken_for_a_walk_away(tmp_path):
